@@ -1,0 +1,63 @@
+"""Writing outputs so that an interrupted stage never leaves a half-written file behind."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write to; rename it into place on success.
+
+    The temporary name keeps the suffix, because writers such as ``model.save`` choose the
+    format from it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as partial:
+        partial.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as partial:
+        frame.to_csv(partial, index=False)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as partial:
+        partial.write_text(text)
+
+
+def content_hash(path: str | Path) -> str:
+    """MD5 of a file, or of a directory's relative paths and file contents.
+
+    MLflow runs are tagged with the hashes of what they wrote, so a later stage can find
+    the run that produced its exact inputs, even one from an earlier pipeline execution.
+    """
+    path = Path(path)
+    digest = hashlib.md5()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode())
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

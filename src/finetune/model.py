@@ -1,0 +1,106 @@
+"""EfficientNetV2B0 with a new classification head, and the two phases' trainable settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from src.finetune.data import IMAGE_SHAPE, NUM_CLASSES
+from src.finetune.errors import PipelineError
+from src.finetune.files import atomic_path
+
+BASE_NAME = "efficientnetv2-b0"
+
+
+def build_model(weights: str | None, dropout: float, image_size: int) -> keras.Model:
+    """Frozen base -> GlobalAveragePooling2D -> Dropout -> Dense softmax, on raw 0-255 pixels.
+
+    The base rescales pixels itself (``include_preprocessing``), so inputs are not normalised
+    here. It is called with ``training=False``: its BatchNormalization statistics and its
+    stochastic-depth dropout stay in inference mode in both phases, even once layers are
+    unfrozen, as the Keras transfer-learning guide recommends.
+    """
+    size = (image_size, image_size, IMAGE_SHAPE[2])
+    base = _load_base(weights, size)
+    base.trainable = False
+
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
+    x = inputs
+    if image_size != IMAGE_SHAPE[0]:
+        x = keras.layers.Resizing(image_size, image_size, name="resize")(x)
+    x = base(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probs")(
+        x
+    )
+    return keras.Model(inputs, outputs, name="cifar10_efficientnetv2b0")
+
+
+def _load_base(weights: str | None, size: tuple[int, int, int]) -> keras.Model:
+    try:
+        return keras.applications.EfficientNetV2B0(
+            include_top=False, weights=weights, input_shape=size
+        )
+    except (ValueError, OSError) as error:
+        if weights not in ("imagenet", None):
+            raise PipelineError(
+                f"model.weights: {weights} is not a weights file for EfficientNetV2B0 "
+                f"without top ({error}); use imagenet, none or a matching .h5/.weights.h5 file"
+            ) from None
+        raise
+    except Exception as error:  # keras.utils.get_file wraps network failures in a bare Exception
+        if weights != "imagenet":
+            raise
+        raise PipelineError(
+            f"cannot download the ImageNet weights ({error}); on a machine without network, "
+            "copy efficientnetv2-b0_notop.h5 into ~/.keras/models/, or set model.weights to "
+            "a local weights file or to none"
+        ) from None
+
+
+def base_of(model: keras.Model) -> keras.Model:
+    return model.get_layer(BASE_NAME)
+
+
+def unfreeze_top(model: keras.Model, count: int) -> None:
+    """Make the last ``count`` layers of the base trainable, BatchNormalization excluded.
+
+    BatchNormalization layers stay frozen: with ``trainable=False`` Keras runs them in
+    inference mode, so a small learning rate cannot wreck their ImageNet statistics.
+    """
+    base = base_of(model)
+    base.trainable = True
+    first_trainable = len(base.layers) - count
+    for index, layer in enumerate(base.layers):
+        layer.trainable = index >= first_trainable and not isinstance(
+            layer, keras.layers.BatchNormalization
+        )
+
+
+def compile_for_training(model: keras.Model, learning_rate: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    with atomic_path(path) as partial:
+        model.save(partial)
+
+
+def load_checkpoint(path: Path, rerun: str) -> keras.Model:
+    """Load a ``.keras`` checkpoint in Keras safe mode (no arbitrary code from the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; run `dvc repro {rerun}` first")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a damaged zip or config
+        raise PipelineError(
+            f"{path} is not a readable Keras checkpoint ({type(error).__name__}: {error}); "
+            f"run `dvc repro --force {rerun}` to rebuild it"
+        ) from None

@@ -1,0 +1,168 @@
+"""The typed schema of ``params.yaml``, validated once at the start of every stage.
+
+A typo such as ``phase2.lrr`` would otherwise be ignored silently and the run would use the
+default; every stage therefore refuses unknown keys, wrong types and out-of-range values
+before it does any work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from src.finetune.errors import PipelineError
+
+# Layers of keras.applications.EfficientNetV2B0(include_top=False); tests check it against
+# the real model, so the schema can bound phase2.unfreeze_last without building the network.
+BASE_LAYER_COUNT = 270
+
+PositiveInt = Annotated[int, Field(ge=1)]
+LearningRate = Annotated[float, Field(gt=0)]
+
+
+class Section(BaseModel):
+    """Strict: no unknown keys, no silent coercion of strings into numbers."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataParams(Section):
+    url: str = Field(min_length=1)
+    archive: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    val_split: float = Field(gt=0, lt=1)
+    train_limit: PositiveInt | None = None
+    test_limit: PositiveInt | None = None
+    image_size: int = Field(ge=32, le=1024)
+
+
+class ModelParams(Section):
+    weights: str = Field(min_length=1)
+    dropout: float = Field(ge=0, lt=1)
+
+    @field_validator("weights")
+    @classmethod
+    def _known_weights(cls, value: str) -> str:
+        if value in ("imagenet", "none") or Path(value).is_file():
+            return value
+        raise ValueError(
+            f"expected imagenet, none or the path of an existing weights file, got {value!r}"
+        )
+
+    @property
+    def keras_weights(self) -> str | None:
+        """The value keras.applications expects: None for random initialisation."""
+        return None if self.weights == "none" else self.weights
+
+
+class Phase1Params(Section):
+    epochs: PositiveInt
+    lr: LearningRate
+    batch_size: PositiveInt
+
+
+class Phase2Params(Section):
+    epochs: PositiveInt
+    unfreeze_last: int = Field(ge=0, le=BASE_LAYER_COUNT)
+    lr: LearningRate
+    batch_size: PositiveInt
+
+
+class MlflowParams(Section):
+    experiment: str = Field(min_length=1)
+
+
+class Params(Section):
+    seed: int = Field(ge=0)
+    data: DataParams
+    model: ModelParams
+    phase1: Phase1Params
+    phase2: Phase2Params
+    mlflow: MlflowParams
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys as in params.yaml (``phase2.lr``), the way MLflow and DVC name them."""
+        return _flatten(self.model_dump())
+
+    def select(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        flat = self.flat()
+        return {key: value for key, value in flat.items() if _selected(key, keys)}
+
+
+def _selected(key: str, keys: tuple[str, ...]) -> bool:
+    return any(key == k or key.startswith(f"{k}.") for k in keys)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate the params file, or stop with one line naming the bad key."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise PipelineError(_describe(path, error)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise PipelineError(f"{path}: file not found; run the stage from the repository root")
+    # YAML 1.2, like DVC itself: `dvc exp run -S phase2.lr=1e-4` writes 1e-4, which
+    # YAML 1.1 loaders would read as a string.
+    try:
+        raw = YAML(typ="safe", pure=True).load(path.read_text())
+    except YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        raise PipelineError(f"{path}: malformed YAML{line}: {problem}; fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def _describe(path: Path, error: ValidationError) -> str:
+    details = error.errors()
+    first = _sentence(details[0])
+    more = f" (and {len(details) - 1} more problem(s))" if len(details) > 1 else ""
+    return f"{path}: {first}{more}"
+
+
+def _sentence(detail: ErrorDetails) -> str:
+    key = ".".join(str(part) for part in detail["loc"])
+    kind = detail["type"]
+    if kind == "extra_forbidden":
+        section = _section_model(detail["loc"][:-1])
+        allowed = ", ".join(section.model_fields)
+        return f"{key}: unknown key; allowed here: {allowed} (check for a typo)"
+    if kind == "missing":
+        return f"{key}: missing key; add it (see the comments in params.yaml)"
+    message = detail["msg"]
+    if message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+        return f"{key}: {message}"
+    return f"{key}: {message.lower()}, got {detail['input']!r}"
+
+
+def _section_model(loc: tuple[int | str, ...]) -> type[BaseModel]:
+    model: type[BaseModel] = Params
+    for part in loc:
+        annotation = model.model_fields[str(part)].annotation
+        assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        model = annotation
+    return model

@@ -1,0 +1,241 @@
+"""MLflow tracking: one run per stage, nested under one comparison run per pipeline execution.
+
+DVC runs each stage as its own process, so the stages of one ``dvc repro`` (or one
+``dvc exp run``) find their shared comparison run through an execution id: the identity of
+the DVC process that started them. A later execution has another DVC process, hence a new
+comparison run; it never appends to an earlier one's.
+
+Stage runs are tagged with the content hashes of what they wrote; a later stage looks its
+inputs up by hash and links to the runs that produced them, also when DVC reused those
+outputs from its cache and the producing stage did not run in this execution.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from src.finetune.files import content_hash
+from src.finetune.params import Params
+
+TAG_EXECUTION = "pipeline.execution"
+TAG_ROLE = "pipeline.role"
+TAG_STAGE = "pipeline.stage"
+TAG_COMPARISON = "pipeline.comparison_run_id"
+TAG_DVC_EXP = "dvc.exp_name"
+OUTPUT_TAG = "pipeline.output.{path}"
+INPUT_TAG = "pipeline.input.{path}"
+
+
+def repository_root() -> Path:
+    """The DVC repository root; DVC points DVC_ROOT at it, also for queued experiments."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` (a team server) or a SQLite store at the repository root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repository_root() / 'mlflow.db'}"
+
+
+def execution_id() -> str:
+    """Identify the ``dvc`` process that runs this stage; without one, this process."""
+    process = psutil.Process()
+    owner = next((p for p in process.parents() if _is_dvc(p)), process)
+    return f"{socket.gethostname()}-{owner.pid}-{owner.create_time():.0f}"
+
+
+def _is_dvc(process: psutil.Process) -> bool:
+    try:
+        command = process.cmdline()
+    except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    if command[1:3] == ["-m", "dvc"]:
+        return True
+    return any(Path(part).name in ("dvc", "dvc.exe") for part in command[:2])
+
+
+def git_commit() -> str | None:
+    if rev := os.environ.get("DVC_EXP_BASELINE_REV"):
+        return rev
+    result = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() or None
+
+
+def _param_value(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class StageTracker:
+    """Logs one stage's results to its own run and to the execution's comparison run."""
+
+    client: MlflowClient
+    run_id: str
+    comparison_run_id: str
+
+    def log_epoch(self, step: int, metrics: Mapping[str, float]) -> None:
+        """One finished epoch, at once (live), with step = the 1-based global epoch."""
+        now = int(time.time() * 1000)
+        batch = [Metric(key, value, now, step) for key, value in metrics.items()]
+        for run_id in (self.run_id, self.comparison_run_id):
+            self.client.log_batch(run_id, metrics=batch)
+
+    def log_results(self, results: Mapping[str, float]) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, 0) for key, value in results.items()]
+        self.client.log_batch(self.run_id, metrics=batch)
+        fill_missing_steps(
+            self.client, self.comparison_run_id, {k: {0: v} for k, v in results.items()}
+        )
+
+    def log_artifacts(self, *paths: Path, comparison: bool = False) -> None:
+        for path in paths:
+            for run_id in (self.run_id, self.comparison_run_id) if comparison else (self.run_id,):
+                self.client.log_artifact(run_id, str(path))
+
+    def record_outputs(self, *paths: Path) -> None:
+        """Tag the stage run with the hashes of its outputs, for later stages to link to."""
+        tags = [RunTag(OUTPUT_TAG.format(path=_key(p)), content_hash(p)) for p in paths]
+        self.client.log_batch(self.run_id, tags=tags)
+
+    def link_inputs(self, *paths: Path) -> None:
+        """Tag the stage run with the run that produced each input, where one is recorded."""
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        tags = []
+        for path in paths:
+            producer = _producer(self.client, experiment_id, path)
+            if producer:
+                tags.append(RunTag(INPUT_TAG.format(path=_key(path)), producer))
+        if tags:
+            self.client.log_batch(self.run_id, tags=tags)
+
+
+def _key(path: Path) -> str:
+    return Path(path).as_posix()
+
+
+def _producer(client: MlflowClient, experiment_id: str, path: Path) -> str | None:
+    tag = OUTPUT_TAG.format(path=_key(path))
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{tag}` = '{content_hash(path)}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def fill_missing_steps(
+    client: MlflowClient, run_id: str, series: Mapping[str, Mapping[int, float]]
+) -> None:
+    """Log the points a run does not have yet, so re-logging never duplicates a step."""
+    now = int(time.time() * 1000)
+    batch = []
+    for key, points in series.items():
+        logged = {m.step for m in client.get_metric_history(run_id, key)}
+        batch += [
+            Metric(key, float(v), now, int(step))
+            for step, v in points.items()
+            if step not in logged
+        ]
+    for start in range(0, len(batch), 1000):  # MLflow's log_batch limit
+        client.log_batch(run_id, metrics=batch[start : start + 1000])
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment:
+        return experiment.experiment_id
+    location = None
+    if "MLFLOW_TRACKING_URI" not in os.environ:
+        location = (repository_root() / "mlartifacts").as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another stage created it meanwhile
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _context_tags() -> dict[str, str]:
+    tags = {TAG_EXECUTION: execution_id()}
+    if commit := git_commit():
+        tags[MLFLOW_GIT_COMMIT] = commit
+    if exp_name := os.environ.get("DVC_EXP_NAME"):
+        tags[TAG_DVC_EXP] = exp_name
+    return tags
+
+
+def _comparison_run(client: MlflowClient, experiment_id: str, params: Params, tags: dict) -> str:
+    """This execution's comparison run: found by execution id, created by its first stage."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TAG_EXECUTION}` = '{tags[TAG_EXECUTION]}' "
+        f"and tags.`{TAG_ROLE}` = 'comparison'",
+        max_results=1,
+    )
+    if runs:
+        return runs[0].info.run_id
+    name = tags.get(TAG_DVC_EXP) or time.strftime("repro-%Y%m%d-%H%M%S")
+    run = client.create_run(
+        experiment_id, run_name=name, tags={**tags, TAG_ROLE: "comparison", MLFLOW_RUN_NAME: name}
+    )
+    flat = params.flat()
+    client.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in flat.items()])
+    return run.info.run_id
+
+
+@contextlib.contextmanager
+def track_stage(
+    stage: str, params: Params, logged_params: tuple[str, ...]
+) -> Iterator[StageTracker]:
+    """Open the stage's run for the duration of the block, and close it with its outcome.
+
+    A failing or interrupted stage marks its run and the comparison run FAILED or KILLED,
+    so no run is left RUNNING.
+    """
+    client = MlflowClient(tracking_uri=tracking_uri())
+    experiment_id = _experiment_id(client, params.mlflow.experiment)
+    tags = _context_tags()
+    comparison_id = _comparison_run(client, experiment_id, params, tags)
+    run = client.create_run(
+        experiment_id,
+        run_name=stage,
+        tags={
+            **tags,
+            TAG_ROLE: "stage",
+            TAG_STAGE: stage,
+            TAG_COMPARISON: comparison_id,
+            MLFLOW_PARENT_RUN_ID: comparison_id,
+        },
+    )
+    run_id = run.info.run_id
+    selected = params.select(logged_params)
+    client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in selected.items()])
+    client.update_run(comparison_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    status = RunStatus.FAILED
+    try:
+        yield StageTracker(client, run_id, comparison_id)
+        status = RunStatus.FINISHED
+    except KeyboardInterrupt:
+        status = RunStatus.KILLED
+        raise
+    finally:
+        for rid in (run_id, comparison_id):
+            client.set_terminated(rid, RunStatus.to_string(status))

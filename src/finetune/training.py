@@ -1,0 +1,88 @@
+"""Glue between the prepared splits, ``model.fit`` and the per-epoch history files."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+
+import keras
+import pandas as pd
+import tensorflow as tf
+
+from src.finetune.data import NUM_CLASSES, Split
+from src.finetune.errors import PipelineError
+from src.finetune.history import history_frame
+
+EpochHook = Callable[[int, dict[str, float]], None]
+
+
+def as_dataset(split: Split, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Batches of (float32 pixels 0-255, one-hot labels), converted per batch, never whole."""
+    dataset = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return (
+        dataset.batch(batch_size)
+        .map(_to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _to_model_inputs(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return tf.cast(images, tf.float32), tf.one_hot(labels, NUM_CLASSES)
+
+
+def train(
+    model: keras.Model,
+    train_split: Split,
+    val_split: Split,
+    *,
+    batch_size: int,
+    epochs: int,
+    initial_epoch: int,
+    seed: int,
+    on_epoch_end: EpochHook,
+    lr_param: str,
+) -> pd.DataFrame:
+    """Fit for ``epochs`` more epochs after ``initial_epoch``; returns the history frame.
+
+    ``on_epoch_end`` receives the 1-based global epoch and the epoch's metrics as soon as
+    the epoch ends, so tracking shows training live.
+    """
+    history = model.fit(
+        as_dataset(train_split, batch_size, shuffle_seed=seed),
+        validation_data=as_dataset(val_split, batch_size),
+        initial_epoch=initial_epoch,
+        epochs=initial_epoch + epochs,
+        callbacks=[
+            keras.callbacks.TerminateOnNaN(),
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: on_epoch_end(epoch + 1, _floats(logs))
+            ),
+        ],
+        shuffle=False,  # the dataset shuffles itself, seeded, every epoch
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    frame = history_frame(history.epoch, history.history)
+    _fail_on_divergence(frame, lr_param)
+    return frame
+
+
+def _floats(logs: dict | None) -> dict[str, float]:
+    return {key: float(value) for key, value in (logs or {}).items()}
+
+
+def _fail_on_divergence(frame: pd.DataFrame, lr_param: str) -> None:
+    bad = frame[~frame["loss"].map(math.isfinite)]
+    if len(bad):
+        epoch = int(bad["epoch"].iloc[0])
+        raise PipelineError(
+            f"training diverged: the loss is not finite at epoch {epoch}; lower {lr_param} "
+            "and run again"
+        )
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, so the same params give the same run."""
+    keras.utils.set_random_seed(seed)

@@ -1,0 +1,1 @@
+"""One thin entry point per DVC stage; run as ``python -m src.stages.<stage>``."""

@@ -1,0 +1,61 @@
+"""Stage 4: test-set accuracy of both checkpoints, their difference and a confusion matrix."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from src.finetune.data import load_class_names, load_split
+from src.finetune.errors import run_stage
+from src.finetune.evaluation import comparison_metrics, confusion_rows, score
+from src.finetune.files import write_csv, write_json
+from src.finetune.model import load_checkpoint
+from src.finetune.params import load_params
+from src.finetune.tracking import track_stage
+
+STAGE = "evaluate"
+PARAMS: tuple[str, ...] = ()
+HEADLINE = (
+    "baseline_accuracy",
+    "finetuned_accuracy",
+    "accuracy_delta",
+    "baseline_loss",
+    "finetuned_loss",
+)
+log = logging.getLogger(STAGE)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, required=True, help="prepared splits")
+    parser.add_argument("--baseline", type=Path, required=True, help="phase 1 checkpoint")
+    parser.add_argument("--finetuned", type=Path, required=True, help="phase 2 checkpoint")
+    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
+    parser.add_argument("--confusion", type=Path, required=True, help="confusion CSV to write")
+    args = parser.parse_args(argv)
+    params = load_params()
+    test = load_split(args.data, "test")
+    class_names = load_class_names(args.data)
+    baseline_model = load_checkpoint(args.baseline, rerun="phase1_extract")
+    finetuned_model = load_checkpoint(args.finetuned, rerun="phase2_finetune")
+
+    with track_stage(STAGE, params, PARAMS) as tracker:
+        tracker.link_inputs(args.data, args.baseline, args.finetuned)
+        baseline, finetuned = score(baseline_model, test), score(finetuned_model, test)
+        metrics = comparison_metrics(baseline, finetuned, test.labels, class_names)
+        write_json(args.metrics, metrics)
+        write_csv(args.confusion, confusion_rows(test.labels, finetuned.predictions, class_names))
+        log.info(
+            "test accuracy: baseline %.4f, fine-tuned %.4f, delta %+.4f",
+            metrics["baseline_accuracy"],
+            metrics["finetuned_accuracy"],
+            metrics["accuracy_delta"],
+        )
+        tracker.log_results({key: metrics[key] for key in HEADLINE})
+        tracker.record_outputs(args.metrics, args.confusion)
+        tracker.log_artifacts(args.metrics, args.confusion)
+
+
+if __name__ == "__main__":
+    run_stage(STAGE, main)

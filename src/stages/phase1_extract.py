@@ -1,0 +1,54 @@
+"""Stage 2: feature extraction. Train a new head on the frozen EfficientNetV2B0 base."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from src.finetune.data import load_split
+from src.finetune.errors import run_stage
+from src.finetune.files import write_csv
+from src.finetune.model import build_model, compile_for_training, save_model
+from src.finetune.params import load_params
+from src.finetune.tracking import track_stage
+from src.finetune.training import seed_everything, train
+
+STAGE = "phase1_extract"
+PARAMS = ("seed", "data.image_size", "model", "phase1")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, required=True, help="prepared splits")
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint to write")
+    parser.add_argument("--history", type=Path, required=True, help="history CSV to write")
+    args = parser.parse_args(argv)
+    params = load_params()
+    seed_everything(params.seed)
+    train_split, val_split = load_split(args.data, "train"), load_split(args.data, "val")
+
+    with track_stage(STAGE, params, PARAMS) as tracker:
+        tracker.link_inputs(args.data)
+        model = build_model(
+            params.model.keras_weights, params.model.dropout, params.data.image_size
+        )
+        compile_for_training(model, params.phase1.lr)
+        history = train(
+            model,
+            train_split,
+            val_split,
+            batch_size=params.phase1.batch_size,
+            epochs=params.phase1.epochs,
+            initial_epoch=0,
+            seed=params.seed,
+            on_epoch_end=tracker.log_epoch,
+            lr_param="phase1.lr",
+        )
+        save_model(model, args.model)
+        write_csv(args.history, history)
+        tracker.record_outputs(args.model, args.history)
+        tracker.log_artifacts(args.history)
+
+
+if __name__ == "__main__":
+    run_stage(STAGE, main)

@@ -1,0 +1,58 @@
+"""Stage 3: fine-tuning. Unfreeze the top of the base and continue at a low learning rate."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from src.finetune.data import load_split
+from src.finetune.errors import run_stage
+from src.finetune.files import write_csv
+from src.finetune.history import read_history
+from src.finetune.model import compile_for_training, load_checkpoint, save_model, unfreeze_top
+from src.finetune.params import load_params
+from src.finetune.tracking import track_stage
+from src.finetune.training import seed_everything, train
+
+STAGE = "phase2_finetune"
+PARAMS = ("seed", "phase2")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, required=True, help="prepared splits")
+    parser.add_argument("--base-model", type=Path, required=True, help="phase 1 checkpoint")
+    parser.add_argument("--base-history", type=Path, required=True, help="phase 1 history CSV")
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint to write")
+    parser.add_argument("--history", type=Path, required=True, help="history CSV to write")
+    args = parser.parse_args(argv)
+    params = load_params()
+    seed_everything(params.seed)
+    train_split, val_split = load_split(args.data, "train"), load_split(args.data, "val")
+    # The epoch count continues where phase 1 stopped, whatever phase1.epochs says now.
+    initial_epoch = int(read_history(args.base_history)["epoch"].iloc[-1])
+    model = load_checkpoint(args.base_model, rerun="phase1_extract")
+
+    with track_stage(STAGE, params, PARAMS) as tracker:
+        tracker.link_inputs(args.data, args.base_model, args.base_history)
+        unfreeze_top(model, params.phase2.unfreeze_last)
+        compile_for_training(model, params.phase2.lr)
+        history = train(
+            model,
+            train_split,
+            val_split,
+            batch_size=params.phase2.batch_size,
+            epochs=params.phase2.epochs,
+            initial_epoch=initial_epoch,
+            seed=params.seed,
+            on_epoch_end=tracker.log_epoch,
+            lr_param="phase2.lr",
+        )
+        save_model(model, args.model)
+        write_csv(args.history, history)
+        tracker.record_outputs(args.model, args.history)
+        tracker.log_artifacts(args.history)
+
+
+if __name__ == "__main__":
+    run_stage(STAGE, main)
