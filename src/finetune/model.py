@@ -10,16 +10,33 @@ from src.finetune.data import IMAGE_SHAPE, NUM_CLASSES
 from src.finetune.errors import PipelineError
 from src.finetune.files import atomic_path
 
-BASE_NAME = "efficientnetv2-b0"
+BASE_NAME = "base"
+
+
+@keras.saving.register_keras_serializable(package="finetune")
+class InferenceMode(keras.layers.Wrapper):
+    """Runs the wrapped model in inference mode, whatever mode the outer model runs in.
+
+    ``base(x, training=False)`` alone does not do this in Keras 3: a functional model hands
+    its own ``training`` flag to every layer it replays, overriding the one given when the
+    graph was built, so during ``fit`` the base's stochastic-depth dropout would be active.
+    This layer's ``call`` takes no ``training`` argument, so nothing overrides it.
+    """
+
+    def call(self, inputs):
+        return self.layer(inputs, training=False)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
 
 
 def build_model(weights: str | None, dropout: float, image_size: int) -> keras.Model:
     """Frozen base -> GlobalAveragePooling2D -> Dropout -> Dense softmax, on raw 0-255 pixels.
 
     The base rescales pixels itself (``include_preprocessing``), so inputs are not normalised
-    here. It is called with ``training=False``: its BatchNormalization statistics and its
-    stochastic-depth dropout stay in inference mode in both phases, even once layers are
-    unfrozen, as the Keras transfer-learning guide recommends.
+    here. It always runs in inference mode (see ``InferenceMode``): its BatchNormalization
+    statistics and its stochastic-depth dropout stay fixed in both phases, even once layers
+    are unfrozen, as the Keras transfer-learning guide recommends.
     """
     size = (image_size, image_size, IMAGE_SHAPE[2])
     base = _load_base(weights, size)
@@ -29,7 +46,7 @@ def build_model(weights: str | None, dropout: float, image_size: int) -> keras.M
     x = inputs
     if image_size != IMAGE_SHAPE[0]:
         x = keras.layers.Resizing(image_size, image_size, name="resize")(x)
-    x = base(x, training=False)
+    x = InferenceMode(base, name=BASE_NAME)(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probs")(
@@ -61,7 +78,7 @@ def _load_base(weights: str | None, size: tuple[int, int, int]) -> keras.Model:
 
 
 def base_of(model: keras.Model) -> keras.Model:
-    return model.get_layer(BASE_NAME)
+    return model.get_layer(BASE_NAME).layer
 
 
 def unfreeze_top(model: keras.Model, count: int) -> None:

@@ -7,6 +7,8 @@ before it does any work.
 
 from __future__ import annotations
 
+import difflib
+
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -137,7 +139,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _describe(path: Path, error: ValidationError) -> str:
-    details = error.errors()
+    # An unknown key is usually a typo, and the cause of the "missing key" beside it.
+    details = sorted(error.errors(), key=lambda d: d["type"] != "extra_forbidden")
     first = _sentence(details[0])
     more = f" (and {len(details) - 1} more problem(s))" if len(details) > 1 else ""
     return f"{path}: {first}{more}"
@@ -148,8 +151,10 @@ def _sentence(detail: ErrorDetails) -> str:
     kind = detail["type"]
     if kind == "extra_forbidden":
         section = _section_model(detail["loc"][:-1])
-        allowed = ", ".join(section.model_fields)
-        return f"{key}: unknown key; allowed here: {allowed} (check for a typo)"
+        allowed = list(section.model_fields)
+        guess = difflib.get_close_matches(str(detail["loc"][-1]), allowed, n=1)
+        hint = f"did you mean {guess[0]}? " if guess else ""
+        return f"{key}: unknown key; {hint}allowed here: {', '.join(allowed)}"
     if kind == "missing":
         return f"{key}: missing key; add it (see the comments in params.yaml)"
     message = detail["msg"]

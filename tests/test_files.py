@@ -1,0 +1,30 @@
+import pandas as pd
+import pytest
+
+from src.finetune.files import atomic_path, content_hash, write_csv, write_json
+
+
+def test_atomic_path_replaces_only_on_success(tmp_path):
+    target = tmp_path / "out" / "metrics.json"
+    write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as partial:
+        partial.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == '{\n  "a": 1\n}\n'
+    assert sorted(p.name for p in target.parent.iterdir()) == ["metrics.json"]
+
+
+def test_partial_file_keeps_the_suffix_writers_need(tmp_path):
+    with atomic_path(tmp_path / "phase1.keras") as partial:
+        assert partial.suffix == ".keras" and partial != tmp_path / "phase1.keras"
+        partial.write_text("x")
+    assert (tmp_path / "phase1.keras").read_text() == "x"
+
+
+def test_content_hash_of_files_and_directories(tmp_path):
+    write_csv(tmp_path / "d" / "a.csv", pd.DataFrame({"x": [1]}))
+    before = content_hash(tmp_path / "d")
+    assert content_hash(tmp_path / "d") == before
+    (tmp_path / "d" / "b.csv").write_text("x\n2\n")
+    assert content_hash(tmp_path / "d") != before
+    assert content_hash(tmp_path / "d" / "a.csv") != content_hash(tmp_path / "d" / "b.csv")

@@ -1,0 +1,139 @@
+import keras
+import numpy as np
+import pytest
+
+from src.finetune.data import Split
+from src.finetune.errors import PipelineError
+from src.finetune.model import (
+    base_of,
+    build_model,
+    compile_for_training,
+    load_checkpoint,
+    save_model,
+    unfreeze_top,
+)
+from src.finetune.training import train
+
+
+@pytest.fixture(scope="module")
+def model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return build_model(weights=None, dropout=0.3, image_size=32)
+
+
+def tiny_split(n: int = 20, seed: int = 0) -> Split:
+    rng = np.random.default_rng(seed)
+    return Split(
+        rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n, dtype=np.int64) % 10
+    )
+
+
+def test_head_sits_on_a_frozen_base(model):
+    assert [layer.name for layer in model.layers] == [
+        "image",
+        "base",
+        "avg_pool",
+        "head_dropout",
+        "probs",
+    ]
+    assert not base_of(model).trainable
+    assert base_of(model).name == "efficientnetv2-b0"
+    assert {w.path.split("/")[0] for w in model.trainable_weights} == {"probs"}
+    assert model.get_layer("probs").activation.__name__ == "softmax"
+    assert model.output_shape == (None, 10)
+
+
+def test_inputs_are_resized_inside_the_model_when_asked():
+    resized = build_model(weights=None, dropout=0.0, image_size=48)
+    assert resized.get_layer("resize").output.shape[1:3] == (48, 48)
+    assert resized.input_shape == (None, 32, 32, 3)
+
+
+def test_unfreeze_top_opens_the_last_layers_but_never_batchnorm(model):
+    unfreeze_top(model, 40)
+    layers = base_of(model).layers
+    trainable = [layer for layer in layers if layer.trainable]
+    assert trainable, "some of the last 40 layers must train"
+    assert all(layer in layers[-40:] for layer in trainable)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
+    expected = [
+        layer for layer in layers[-40:] if not isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert trainable == expected
+    unfreeze_top(model, 0)
+    assert not any(layer.trainable for layer in layers)
+
+
+def test_checkpoint_keeps_the_base_in_inference_mode_and_batchnorm_fixed(model, tmp_path):
+    """After save and load, training steps leave BN statistics alone and the base output is
+    deterministic even when the whole model is called in training mode (no stochastic depth)."""
+    save_model(model, tmp_path / "phase1.keras")
+    loaded = load_checkpoint(tmp_path / "phase1.keras", rerun="phase1_extract")
+    unfreeze_top(loaded, 40)
+    compile_for_training(loaded, 1e-3)
+    base = base_of(loaded)
+    bn = next(
+        layer for layer in base.layers[-40:] if isinstance(layer, keras.layers.BatchNormalization)
+    )
+    conv = next(layer for layer in base.layers[-40:] if layer.trainable and layer.weights)
+    frozen = base.layers[10]
+    before = {
+        "bn": bn.moving_mean.numpy().copy(),
+        "conv": conv.weights[0].numpy().copy(),
+        "frozen": frozen.weights[0].numpy().copy(),
+    }
+    split = tiny_split()
+    train(
+        loaded,
+        split,
+        split,
+        batch_size=10,
+        epochs=1,
+        initial_epoch=0,
+        seed=0,
+        on_epoch_end=lambda *_: None,
+        lr_param="phase2.lr",
+    )
+    assert np.array_equal(bn.moving_mean.numpy(), before["bn"])
+    assert np.array_equal(frozen.weights[0].numpy(), before["frozen"])
+    assert not np.array_equal(conv.weights[0].numpy(), before["conv"])
+
+    features = keras.Model(loaded.inputs, loaded.get_layer("avg_pool").output)
+    x = split.images[:4].astype("float32")
+    np.testing.assert_allclose(features(x, training=True), features(x, training=True))
+    np.testing.assert_allclose(features(x, training=True), features(x, training=False), rtol=1e-5)
+
+
+def test_missing_or_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(PipelineError, match="run `dvc repro phase1_extract` first"):
+        load_checkpoint(tmp_path / "absent.keras", rerun="phase1_extract")
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a zip")
+    with pytest.raises(PipelineError, match="not a readable Keras checkpoint"):
+        load_checkpoint(broken, rerun="phase1_extract")
+
+
+def test_weights_file_that_is_not_weights_is_a_clear_error(tmp_path):
+    bogus = tmp_path / "bogus.weights.h5"
+    bogus.write_bytes(b"nonsense")
+    with pytest.raises(PipelineError, match="model.weights: .* is not a weights file"):
+        build_model(weights=str(bogus), dropout=0.3, image_size=32)
+
+
+def test_weights_file_from_a_saved_base_is_loaded(model, tmp_path):
+    path = tmp_path / "base.weights.h5"
+    base_of(model).save_weights(path)
+    rebuilt = build_model(weights=str(path), dropout=0.3, image_size=32)
+    for ours, theirs in zip(base_of(rebuilt).weights, base_of(model).weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_offline_imagenet_download_is_a_clear_error(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.src.utils.file_utils, "get_file", no_network)
+    with pytest.raises(
+        PipelineError, match="copy efficientnetv2-b0_notop.h5 into ~/.keras/models/"
+    ):
+        build_model(weights="imagenet", dropout=0.3, image_size=32)

@@ -1,0 +1,122 @@
+from pathlib import Path
+
+import pytest
+
+from src.finetune.errors import PipelineError
+from src.finetune.params import BASE_LAYER_COUNT, load_params
+from tests.conftest import ROOT, write_params
+
+
+def error_for(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(PipelineError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_project_params_are_valid_and_keep_the_documented_defaults():
+    params = load_params(ROOT / "params.yaml")
+    assert params.seed == 42
+    assert params.data.val_split == 0.1
+    assert params.data.train_limit is None
+    assert params.model.weights == "imagenet"
+    assert (params.phase1.epochs, params.phase1.lr, params.phase1.batch_size) == (15, 1e-3, 64)
+    assert (params.phase2.epochs, params.phase2.unfreeze_last, params.phase2.lr) == (10, 40, 1e-5)
+    assert params.mlflow.experiment == "cifar10-finetune"
+
+
+def test_flat_uses_dotted_keys_and_select_takes_sections_or_keys():
+    params = load_params(ROOT / "params.yaml")
+    flat = params.flat()
+    assert flat["phase2.lr"] == 1e-5 and flat["data.train_limit"] is None
+    assert set(params.select(("seed", "phase2"))) == {
+        "seed",
+        "phase2.epochs",
+        "phase2.unfreeze_last",
+        "phase2.lr",
+        "phase2.batch_size",
+    }
+
+
+def test_exponent_without_a_dot_is_a_float_as_dvc_writes_it(tmp_path):
+    path = write_params(tmp_path / "params.yaml")
+    path.write_text(path.read_text().replace("lr: 1.0e-05", "lr: 1e-4"))
+    assert load_params(path).phase2.lr == 1e-4
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("phase1.epochs", 0, "phase1.epochs: input should be greater than or equal to 1, got 0"),
+        ("phase2.lr", 0.0, "phase2.lr: input should be greater than 0"),
+        ("phase2.lr", -1e-3, "phase2.lr: input should be greater than 0"),
+        ("data.val_split", 1.0, "data.val_split: input should be less than 1"),
+        ("data.val_split", 0, "data.val_split: input should be greater than 0"),
+        ("phase2.unfreeze_last", BASE_LAYER_COUNT + 1, "less than or equal to 270"),
+        ("phase1.epochs", "ten", "phase1.epochs: input should be a valid integer, got 'ten'"),
+        ("phase1.batch_size", 32.5, "phase1.batch_size: input should be a valid integer"),
+        ("model.dropout", 1.0, "model.dropout: input should be less than 1"),
+        ("model.weights", "missing.h5", "model.weights: expected imagenet, none or the path"),
+        ("data.sha256", "abc", "data.sha256: string should match pattern"),
+        ("data.train_limit", 0, "data.train_limit: input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_values_name_the_key_what_it_got_and_what_is_allowed(tmp_path, key, value, expected):
+    path = write_params(tmp_path / "params.yaml", {key: value})
+    with pytest.raises(PipelineError, match=None) as caught:
+        load_params(path)
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_unknown_key_is_a_typo_with_the_allowed_keys_listed(tmp_path):
+    path = write_params(tmp_path / "params.yaml")
+    path.write_text(path.read_text().replace("  lr: 1.0e-05", "  lrr: 1.0e-05"))
+    message = error_for(tmp_path, path.read_text())
+    assert "phase2.lrr: unknown key; did you mean lr?" in message
+    assert "allowed here: epochs, unfreeze_last, lr, batch_size" in message
+
+
+def test_unknown_top_level_section(tmp_path):
+    text = write_params(tmp_path / "params.yaml").read_text() + "optimiser: sgd\n"
+    assert "optimiser: unknown key" in error_for(tmp_path, text)
+
+
+def test_missing_key(tmp_path):
+    text = write_params(tmp_path / "params.yaml").read_text().replace("  dropout: 0.3", "")
+    assert "model.dropout: missing key" in error_for(tmp_path, text)
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    message = error_for(tmp_path, "seed: 42\ndata: [unclosed\n")
+    assert "malformed YAML" in message and "line" in message
+
+
+def test_not_a_mapping(tmp_path):
+    assert "expected a mapping" in error_for(tmp_path, "- a\n- b\n")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(PipelineError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_weights_may_be_an_existing_file(tmp_path):
+    weights = tmp_path / "base.weights.h5"
+    weights.write_bytes(b"")
+    path = write_params(tmp_path / "params.yaml", {"model.weights": str(weights)})
+    assert load_params(path).model.keras_weights == str(weights)
+    path = write_params(tmp_path / "params.yaml", {"model.weights": "none"})
+    assert load_params(path).model.keras_weights is None
+
+
+def test_base_layer_count_matches_the_real_network():
+    import keras
+
+    base = keras.applications.EfficientNetV2B0(
+        include_top=False, weights=None, input_shape=(32, 32, 3)
+    )
+    assert len(base.layers) == BASE_LAYER_COUNT
