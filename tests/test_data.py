@@ -68,7 +68,7 @@ def test_wrong_layout_names_the_missing_members(tmp_path):
 def test_truncated_archive_is_reported(sample_archive, tmp_path):
     truncated = tmp_path / "t.tar.gz"
     truncated.write_bytes(sample_archive[0].read_bytes()[:5000])
-    with pytest.raises(PipelineError, match="truncated or not a .tar.gz"):
+    with pytest.raises(PipelineError, match=r"truncated or not a \.tar\.gz"):
         read_archive(truncated)
 
 
@@ -102,7 +102,7 @@ def test_checksum_mismatch_stops_and_keeps_the_file_untouched(sample_archive, tm
     path = tmp_path / "a.tar.gz"
     path.write_bytes(sample_archive[0].read_bytes())
     with pytest.raises(
-        PipelineError, match="expected 0{64} \\(data.sha256\\); the file was not used"
+        PipelineError, match=r"expected 0{64} \(data\.sha256\); the file was not used"
     ):
         ensure_archive(path, "http://127.0.0.1:9/x", "0" * 64)
     assert path.read_bytes() == sample_archive[0].read_bytes()

@@ -116,7 +116,7 @@ def test_missing_or_corrupt_checkpoint_is_a_clear_error(tmp_path):
 def test_weights_file_that_is_not_weights_is_a_clear_error(tmp_path):
     bogus = tmp_path / "bogus.weights.h5"
     bogus.write_bytes(b"nonsense")
-    with pytest.raises(PipelineError, match="model.weights: .* is not a weights file"):
+    with pytest.raises(PipelineError, match=r"model\.weights: .* is not a weights file"):
         build_model(weights=str(bogus), dropout=0.3, image_size=32)
 
 
@@ -134,6 +134,6 @@ def test_offline_imagenet_download_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(keras.src.utils.file_utils, "get_file", no_network)
     with pytest.raises(
-        PipelineError, match="copy efficientnetv2-b0_notop.h5 into ~/.keras/models/"
+        PipelineError, match=r"copy efficientnetv2-b0_notop\.h5 into ~/\.keras/models/"
     ):
         build_model(weights="imagenet", dropout=0.3, image_size=32)

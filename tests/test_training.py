@@ -58,7 +58,7 @@ def test_train_continues_the_epoch_count_and_reports_each_epoch_live():
 
 def test_non_finite_loss_stops_with_the_lr_to_lower():
     frame = pd.DataFrame({"epoch": [1, 2], "loss": [2.3, float("nan")]})
-    with pytest.raises(PipelineError, match="not finite at epoch 2; lower phase1.lr"):
+    with pytest.raises(PipelineError, match=r"not finite at epoch 2; lower phase1\.lr"):
         _fail_on_divergence(frame, "phase1.lr")
     _fail_on_divergence(frame.iloc[:1], "phase1.lr")
 

@@ -8,7 +8,6 @@ before it does any work.
 from __future__ import annotations
 
 import difflib
-
 from pathlib import Path
 from typing import Annotated, Any
 

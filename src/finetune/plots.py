@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # stages run headless
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from src.finetune.files import atomic_path
@@ -21,6 +22,13 @@ def fine_tune_start(history: pd.DataFrame) -> int:
 
 
 def plot_learning_curves(history: pd.DataFrame, path: Path) -> None:
+    figure = learning_curves_figure(history)
+    with atomic_path(path) as partial:
+        figure.savefig(partial, dpi=120)
+    plt.close(figure)
+
+
+def learning_curves_figure(history: pd.DataFrame) -> Figure:
     """Validation accuracy (top) and loss (bottom), training curves fainter behind them."""
     start = fine_tune_start(history)
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
@@ -45,6 +53,4 @@ def plot_learning_curves(history: pd.DataFrame, path: Path) -> None:
     bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     bottom.set_xlim(0.5, history["epoch"].max() + 0.5)
     figure.tight_layout()
-    with atomic_path(path) as partial:
-        figure.savefig(partial, dpi=120)
-    plt.close(figure)
+    return figure

@@ -1,0 +1,39 @@
+# Common commands. `make help` lists them.
+PYTHON ?= .venv/bin/python
+BIN := $(abspath $(dir $(PYTHON)))/
+DEMO_ARCHIVE := data/sample/cifar-10-sample.tar.gz
+
+.PHONY: help install demo repro test test-fast lint format ui
+
+help: ## List the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## Create .venv and install the pinned requirements
+	python3.11 -m venv .venv || python3 -m venv .venv
+	$(BIN)pip install -q -r requirements.txt
+
+demo: ## Whole pipeline offline: generated sample archive, random weights (~3-4 min on 2 CPU cores)
+	$(PYTHON) -m src.finetune.sample $(DEMO_ARCHIVE) --train 2000 --test 500 > $(DEMO_ARCHIVE).sha256
+	PATH="$(BIN):$$PATH" $(BIN)dvc exp run \
+	  -S data.archive=$(DEMO_ARCHIVE) -S data.sha256=$$(cat $(DEMO_ARCHIVE).sha256) \
+	  -S model.weights=none -S phase2.lr=1e-3
+
+repro: ## The full experiment (needs network once for CIFAR-10 and the ImageNet weights)
+	PATH="$(BIN):$$PATH" $(BIN)dvc repro
+
+test: ## The whole test suite, end-to-end tests included (~10 min on 2 CPU cores)
+	$(PYTHON) -m pytest
+
+test-fast: ## Unit and stage tests only
+	$(PYTHON) -m pytest -m "not e2e"
+
+lint: ## ruff lint and format check
+	$(BIN)ruff check .
+	$(BIN)ruff format --check .
+
+format: ## ruff fix and format
+	$(BIN)ruff check --fix .
+	$(BIN)ruff format .
+
+ui: ## MLflow UI on http://127.0.0.1:5000 for the local store
+	$(BIN)mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

@@ -1,0 +1,155 @@
+"""The five stage entry points run in-process on tiny data, in order, as DVC would run them."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from src.finetune.errors import run_stage
+from src.stages import evaluate, phase1_extract, phase2_finetune, prepare, report
+from tests.conftest import ROOT, TINY_TEST, TINY_TRAIN, tiny_overrides, write_params
+
+PREPARED = "data/prepared"
+ARGS = {
+    prepare: ["--out", PREPARED],
+    phase1_extract: [
+        "--data", PREPARED, "--model", "models/phase1.keras",
+        "--history", "reports/phase1_history.csv",
+    ],
+    phase2_finetune: [
+        "--data", PREPARED, "--base-model", "models/phase1.keras",
+        "--base-history", "reports/phase1_history.csv",
+        "--model", "models/phase2.keras", "--history", "reports/phase2_history.csv",
+    ],
+    evaluate: [
+        "--data", PREPARED,
+        "--baseline", "models/phase1.keras", "--finetuned", "models/phase2.keras",
+        "--metrics", "reports/metrics.json", "--confusion", "reports/confusion.csv",
+    ],
+    report: [
+        "--phase1-history", "reports/phase1_history.csv",
+        "--phase2-history", "reports/phase2_history.csv",
+        "--metrics", "reports/metrics.json",
+        "--figure", "reports/figures/validation_curves.png", "--report", "reports/report.md",
+    ],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, sample_archive):
+    root = tmp_path_factory.mktemp("stages")
+    archive, sha256 = sample_archive
+    write_params(root / "params.yaml", tiny_overrides(str(archive), sha256))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
+            patch.delenv(name, raising=False)
+        for stage, argv in ARGS.items():
+            stage.main(argv)
+    return root
+
+
+def test_prepare_writes_stratified_splits(pipeline):
+    sizes = {}
+    for split in ("train", "val", "test"):
+        with __import__("numpy").load(pipeline / PREPARED / f"{split}.npz") as arrays:
+            assert arrays["images"].dtype.name == "uint8"
+            sizes[split] = len(arrays["labels"])
+    assert sizes == {"train": TINY_TRAIN * 9 // 10, "val": TINY_TRAIN // 10, "test": TINY_TEST}
+
+
+def test_histories_number_epochs_across_both_phases(pipeline):
+    phase1 = pd.read_csv(pipeline / "reports/phase1_history.csv")
+    phase2 = pd.read_csv(pipeline / "reports/phase2_history.csv")
+    assert list(phase1.columns) == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+    assert phase1["epoch"].tolist() == [1, 2] and phase2["epoch"].tolist() == [3, 4]
+
+
+def test_evaluate_writes_the_comparison_and_a_confusion_table(pipeline):
+    metrics = json.loads((pipeline / "reports/metrics.json").read_text())
+    assert metrics["accuracy_delta"] == pytest.approx(
+        metrics["finetuned_accuracy"] - metrics["baseline_accuracy"]
+    )
+    assert set(metrics["per_class_accuracy"]["finetuned"]) >= {"airplane", "truck"}
+    confusion = pd.read_csv(pipeline / "reports/confusion.csv")
+    assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == TINY_TEST
+
+
+def test_report_writes_figure_and_markdown(pipeline):
+    assert (pipeline / "reports/figures/validation_curves.png").read_bytes()[:4] == b"\x89PNG"
+    text = (pipeline / "reports/report.md").read_text()
+    assert "](figures/validation_curves.png)" in text and "| 3-4 |" in text
+
+
+def test_one_comparison_run_carries_the_whole_execution(pipeline):
+    client = MlflowClient(f"sqlite:///{pipeline / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("cifar10-finetune")
+    runs = client.search_runs([experiment.experiment_id])
+    comparison = [r for r in runs if r.data.tags["pipeline.role"] == "comparison"]
+    assert len(comparison) == 1 and len(runs) == 6
+    run = comparison[0]
+    for key in ("baseline_accuracy", "finetuned_accuracy", "accuracy_delta"):
+        assert key in run.data.metrics
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+    assert sorted(steps) == [1, 2, 3, 4]
+    assert run.data.params["phase2.lr"] == "0.001"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"validation_curves.png", "report.md", "metrics.json"} <= artifacts
+
+
+def test_stage_reports_user_errors_in_one_line_and_exits_non_zero(workdir, capsys):
+    write_params(workdir / "params.yaml", {"phase2.epochs": 0})
+    with pytest.raises(SystemExit) as exited:
+        run_stage("phase2_finetune", lambda: phase2_finetune.main(ARGS[phase2_finetune]))
+    assert exited.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: phase2_finetune: params.yaml: phase2.epochs: input should be greater than "
+        "or equal to 1, got 0"
+    )
+    assert sorted(p.name for p in workdir.iterdir()) == ["params.yaml"]
+
+
+def test_missing_upstream_checkpoint_names_the_stage_to_run(workdir, capsys, pipeline):
+    write_params(workdir / "params.yaml")
+    (workdir / "data").symlink_to(pipeline / "data")
+    (workdir / "reports").mkdir()
+    (workdir / "reports/phase1_history.csv").write_text(
+        (pipeline / "reports/phase1_history.csv").read_text()
+    )
+    with pytest.raises(SystemExit):
+        run_stage("phase2_finetune", lambda: phase2_finetune.main(ARGS[phase2_finetune]))
+    assert (
+        "models/phase1.keras not found; run `dvc repro phase1_extract` first"
+        in capsys.readouterr().err
+    )
+    assert not (workdir / "mlflow.db").exists()
+
+
+def test_offline_prepare_fails_in_seconds_naming_the_file_to_put(tmp_path):
+    write_params(
+        tmp_path / "params.yaml",
+        {
+            "data.url": "http://127.0.0.1:9/cifar-10-python.tar.gz",
+            "data.archive": "data/raw/c.tar.gz",
+        },
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "src.stages.prepare", "--out", "data/prepared"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert time.monotonic() - started < 30
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    assert f"put the CIFAR-10 python archive at {tmp_path / 'data/raw/c.tar.gz'}" in errors[0]
+    assert [p for p in (tmp_path / "data").rglob("*") if p.is_file()] == []

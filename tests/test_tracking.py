@@ -1,0 +1,111 @@
+import os
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from src.finetune import tracking
+from src.finetune.params import load_params
+from src.finetune.tracking import (
+    INPUT_TAG,
+    TAG_EXECUTION,
+    TAG_ROLE,
+    fill_missing_steps,
+    track_stage,
+    tracking_uri,
+)
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def params():
+    return load_params(ROOT / "params.yaml")
+
+
+def runs(client, params):
+    experiment = client.get_experiment_by_name(params.mlflow.experiment)
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def test_default_store_is_sqlite_at_the_dvc_root(workdir, monkeypatch):
+    assert tracking_uri() == f"sqlite:///{workdir / 'mlflow.db'}"
+    monkeypatch.setenv("DVC_ROOT", "/srv/repo")
+    assert tracking_uri() == "sqlite:////srv/repo/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking_uri() == "http://127.0.0.1:5000"
+
+
+def test_execution_id_is_the_nearest_dvc_process_or_this_one():
+    current = tracking.execution_id()
+    assert current.endswith(f"-{os.getpid()}-{int(__import__('psutil').Process().create_time())}")
+    assert tracking.execution_id() == current
+
+
+def test_stage_runs_nest_under_one_comparison_run_per_execution(workdir, params):
+    with track_stage("prepare", params, ("seed", "data.val_split")) as first:
+        first.log_results({"train_images": 10})
+    with track_stage("phase1_extract", params, ("phase1",)) as second:
+        second.log_epoch(1, {"val_accuracy": 0.5, "val_loss": 1.0})
+    assert first.comparison_run_id == second.comparison_run_id
+
+    client = MlflowClient(tracking_uri())
+    comparison, prepare, phase1 = runs(client, params)
+    assert comparison.data.tags[TAG_ROLE] == "comparison"
+    assert comparison.data.params["phase2.lr"] == "1e-05"
+    assert comparison.data.params["data.train_limit"] == "null"
+    assert len(comparison.data.params) == len(params.flat())
+    assert prepare.data.params == {"seed": "42", "data.val_split": "0.1"}
+    assert set(phase1.data.params) == {"phase1.epochs", "phase1.lr", "phase1.batch_size"}
+    for stage in (prepare, phase1):
+        assert stage.data.tags["mlflow.parentRunId"] == comparison.info.run_id
+        assert stage.data.tags[TAG_EXECUTION] == comparison.data.tags[TAG_EXECUTION]
+        assert stage.info.status == "FINISHED"
+    assert comparison.info.status == "FINISHED"
+    assert comparison.data.metrics["val_accuracy"] == 0.5
+    assert comparison.data.metrics["train_images"] == 10
+
+
+def test_failing_stage_marks_its_runs_failed(workdir, params):
+    with pytest.raises(RuntimeError), track_stage("evaluate", params, ()):
+        raise RuntimeError("boom")
+    statuses = {
+        run.info.run_name: run.info.status for run in runs(MlflowClient(tracking_uri()), params)
+    }
+    assert statuses["evaluate"] == "FAILED"
+    assert set(statuses.values()) == {"FAILED"}
+
+
+def test_another_execution_gets_its_own_comparison_run(workdir, params, monkeypatch):
+    with track_stage("prepare", params, ()) as first:
+        pass
+    monkeypatch.setattr(tracking, "execution_id", lambda: "another-dvc-process")
+    with track_stage("prepare", params, ()) as second:
+        pass
+    assert first.comparison_run_id != second.comparison_run_id
+
+
+def test_inputs_link_to_the_run_that_wrote_them(workdir, params):
+    output = workdir / "models" / "phase1.keras"
+    output.parent.mkdir()
+    output.write_bytes(b"weights")
+    with track_stage("phase1_extract", params, ()) as producer:
+        producer.record_outputs(output.relative_to(workdir))
+    with track_stage("phase2_finetune", params, ()) as consumer:
+        consumer.link_inputs(output.relative_to(workdir))
+    tags = MlflowClient(tracking_uri()).get_run(consumer.run_id).data.tags
+    assert tags[INPUT_TAG.format(path="models/phase1.keras")] == producer.run_id
+
+    output.write_bytes(b"other weights")
+    with track_stage("phase2_finetune", params, ()) as orphan:
+        orphan.link_inputs(output.relative_to(workdir))
+    tags = MlflowClient(tracking_uri()).get_run(orphan.run_id).data.tags
+    assert INPUT_TAG.format(path="models/phase1.keras") not in tags
+
+
+def test_fill_missing_steps_never_duplicates_a_step(workdir, params):
+    with track_stage("report", params, ()) as tracker:
+        tracker.log_epoch(3, {"val_loss": 0.3})
+        series = {"val_loss": {1: 0.9, 2: 0.5, 3: 0.3}}
+        fill_missing_steps(tracker.client, tracker.comparison_run_id, series)
+        fill_missing_steps(tracker.client, tracker.comparison_run_id, series)
+        history = tracker.client.get_metric_history(tracker.comparison_run_id, "val_loss")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.9), (2, 0.5), (3, 0.3)]
