@@ -1,0 +1,37 @@
+"""dvc.yaml declares exactly what each stage's code reads and writes."""
+
+import shlex
+
+import pytest
+from ruamel.yaml import YAML
+
+from src.stages import evaluate, phase1_extract, phase2_finetune, prepare, report
+from tests.conftest import ROOT
+
+PIPELINE = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())
+MODULES = {
+    "prepare": prepare,
+    "phase1_extract": phase1_extract,
+    "phase2_finetune": phase2_finetune,
+    "evaluate": evaluate,
+    "report": report,
+}
+
+
+def paths(entries):
+    return {next(iter(e)) if isinstance(e, dict) else e for e in entries or []}
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_params_logged_by_a_stage_are_the_ones_dvc_tracks_for_it(name):
+    assert tuple(PIPELINE["stages"][name].get("params", ())) == MODULES[name].PARAMS
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_path_in_a_command_is_a_declared_dep_or_out(name):
+    stage = PIPELINE["stages"][name]
+    declared = paths(stage.get("deps")) | paths(stage.get("outs")) | paths(stage.get("metrics"))
+    arguments = [a for a in shlex.split(stage["cmd"]) if "/" in a and not a.startswith("src.")]
+    assert arguments and set(arguments) <= declared
+    assert f"src/stages/{name}.py" in declared
+    assert all((ROOT / dep).exists() for dep in paths(stage["deps"]) if dep.startswith("src/"))

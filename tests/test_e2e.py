@@ -1,0 +1,169 @@
+"""The real thing: `dvc repro` and `dvc exp run` in a temporary git repository, MLflow behind."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from src.finetune.sample import write_archive
+from tests.conftest import ROOT, TINY_TEST, TINY_TRAIN, tiny_overrides, write_params
+
+pytestmark = pytest.mark.e2e
+PROJECT = [
+    "src",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvcignore",
+    ".gitignore",
+]
+
+
+def run(cwd: Path, *command: str) -> str:
+    env = os.environ | {
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    for name in PROJECT:
+        source, target = ROOT / name, root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    sha256 = write_archive(root / "data/raw/sample.tar.gz", TINY_TRAIN, TINY_TEST, seed=2)
+    write_params(root / "params.yaml", tiny_overrides("data/raw/sample.tar.gz", sha256))
+    run(root, "git", "init", "-q")
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "tiny pipeline")
+    return root
+
+
+@pytest.fixture(scope="module")
+def repro(repo) -> str:
+    output = run(repo, "dvc", "repro")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "reproduced")
+    return output
+
+
+@pytest.fixture(scope="module")
+def experiment(repo, repro) -> str:
+    return run(repo, "dvc", "exp", "run", "-n", "lr-sweep", "-S", "phase2.lr=0.002")
+
+
+def client(repo: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def runs_by_execution(repo: Path) -> list[list]:
+    mlflow = client(repo)
+    experiment = mlflow.get_experiment_by_name("cifar10-finetune")
+    runs = mlflow.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    executions: dict[str, list] = {}
+    for run in runs:
+        executions.setdefault(run.data.tags["pipeline.execution"], []).append(run)
+    return list(executions.values())
+
+
+def test_repro_runs_all_five_stages_and_writes_every_output(repo, repro):
+    for stage in ("prepare", "phase1_extract", "phase2_finetune", "evaluate", "report"):
+        assert f"Running stage '{stage}'" in repro
+    for path in (
+        "data/prepared/train.npz",
+        "models/phase1.keras",
+        "models/phase2.keras",
+        "reports/phase1_history.csv",
+        "reports/phase2_history.csv",
+        "reports/confusion.csv",
+        "reports/figures/validation_curves.png",
+        "reports/report.md",
+    ):
+        assert (repo / path).is_file(), path
+    metrics = json.loads(run(repo, "dvc", "metrics", "show", "--json"))
+    values = metrics[""]["data"]["reports/metrics.json"]["data"]
+    assert {"baseline_accuracy", "finetuned_accuracy", "accuracy_delta"} <= set(values)
+    assert run(repo, "dvc", "status").strip().endswith("Data and pipelines are up to date.")
+
+
+def test_plots_render(repo, repro, tmp_path):
+    run(repo, "dvc", "plots", "show", "-o", str(tmp_path / "plots"))
+    page = (tmp_path / "plots" / "index.html").read_text()
+    assert "val_accuracy" in page and "predicted" in page
+
+
+def test_repro_logs_one_comparison_run_with_continuous_curves(repo, repro):
+    (execution,) = runs_by_execution(repo)
+    comparison = [r for r in execution if r.data.tags["pipeline.role"] == "comparison"]
+    stages = [r for r in execution if r.data.tags["pipeline.role"] == "stage"]
+    assert len(comparison) == 1
+    assert [r.info.run_name for r in stages] == [
+        "prepare",
+        "phase1_extract",
+        "phase2_finetune",
+        "evaluate",
+        "report",
+    ]
+    head = run(repo, "git", "rev-parse", "HEAD~1").strip()
+    for run_ in execution:
+        assert run_.info.status == "FINISHED"
+        assert run_.data.tags["mlflow.source.git.commit"] == head
+    summary = comparison[0]
+    for key in ("baseline_accuracy", "finetuned_accuracy", "accuracy_delta"):
+        assert key in summary.data.metrics
+    for key in ("val_accuracy", "val_loss"):
+        history = client(repo).get_metric_history(summary.info.run_id, key)
+        assert sorted(m.step for m in history) == [1, 2, 3, 4]
+    phase1 = next(r for r in stages if r.info.run_name == "phase1_extract")
+    assert sorted(m.step for m in client(repo).get_metric_history(phase1.info.run_id, "loss")) == [
+        1,
+        2,
+    ]
+
+
+def test_exp_run_with_a_phase2_param_reuses_phase1(repo, repro, experiment):
+    assert "Stage 'prepare' didn't change, skipping" in experiment
+    assert "Stage 'phase1_extract' didn't change, skipping" in experiment
+    for stage in ("phase2_finetune", "evaluate", "report"):
+        assert f"Running stage '{stage}'" in experiment
+
+    first, second = runs_by_execution(repo)
+    summary = next(r for r in second if r.data.tags["pipeline.role"] == "comparison")
+    assert summary.info.run_name == "lr-sweep" and summary.data.tags["dvc.exp_name"] == "lr-sweep"
+    assert summary.data.params["phase2.lr"] == "0.002"
+    assert sorted(r.info.run_name for r in second if r.data.tags["pipeline.role"] == "stage") == [
+        "evaluate",
+        "phase2_finetune",
+        "report",
+    ]
+    steps = [m.step for m in client(repo).get_metric_history(summary.info.run_id, "val_accuracy")]
+    assert sorted(steps) == [1, 2, 3, 4], "phase 1's curve comes from its cached history"
+    old_summary = next(r for r in first if r.data.tags["pipeline.role"] == "comparison")
+    assert (
+        summary.data.metrics["baseline_accuracy"] == old_summary.data.metrics["baseline_accuracy"]
+    )
+    old_phase1 = next(r for r in first if r.info.run_name == "phase1_extract")
+    phase2 = next(r for r in second if r.info.run_name == "phase2_finetune")
+    assert phase2.data.tags["pipeline.input.models/phase1.keras"] == old_phase1.info.run_id
+
+    shown = json.loads(run(repo, "dvc", "exp", "show", "--json"))
+    assert "lr-sweep" in json.dumps(shown)
