@@ -54,7 +54,7 @@ def execution_id() -> str:
     """Identify the ``dvc`` process that runs this stage; without one, this process."""
     process = psutil.Process()
     owner = next((p for p in process.parents() if _is_dvc(p)), process)
-    return f"{socket.gethostname()}-{owner.pid}-{owner.create_time():.0f}"
+    return f"{socket.gethostname()}-{owner.pid}-{int(owner.create_time())}"
 
 
 def _is_dvc(process: psutil.Process) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import pandas as pd
@@ -12,7 +13,11 @@ import tensorflow as tf
 
 from src.finetune.data import NUM_CLASSES, Split
 from src.finetune.errors import PipelineError
+from src.finetune.files import write_csv
 from src.finetune.history import history_frame
+from src.finetune.model import compile_for_training, save_model
+from src.finetune.params import Phase1Params, Phase2Params
+from src.finetune.tracking import StageTracker
 
 EpochHook = Callable[[int, dict[str, float]], None]
 
@@ -86,3 +91,33 @@ def _fail_on_divergence(frame: pd.DataFrame, lr_param: str) -> None:
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow, so the same params give the same run."""
     keras.utils.set_random_seed(seed)
+
+
+def train_phase(
+    model: keras.Model,
+    splits: tuple[Split, Split],
+    *,
+    name: str,
+    phase: Phase1Params | Phase2Params,
+    initial_epoch: int,
+    seed: int,
+    tracker: StageTracker,
+    model_path: Path,
+    history_path: Path,
+) -> None:
+    """Compile with the phase's Adam, train it, then write and record its two outputs."""
+    compile_for_training(model, phase.lr)
+    history = train(
+        model,
+        *splits,
+        batch_size=phase.batch_size,
+        epochs=phase.epochs,
+        initial_epoch=initial_epoch,
+        seed=seed,
+        on_epoch_end=tracker.log_epoch,
+        lr_param=f"{name}.lr",
+    )
+    save_model(model, model_path)
+    write_csv(history_path, history)
+    tracker.record_outputs(model_path, history_path)
+    tracker.log_artifacts(history_path)

@@ -7,11 +7,10 @@ from pathlib import Path
 
 from src.finetune.data import load_split
 from src.finetune.errors import run_stage
-from src.finetune.files import write_csv
-from src.finetune.model import build_model, compile_for_training, save_model
+from src.finetune.model import build_model
 from src.finetune.params import load_params
 from src.finetune.tracking import track_stage
-from src.finetune.training import seed_everything, train
+from src.finetune.training import seed_everything, train_phase
 
 STAGE = "phase1_extract"
 PARAMS = ("seed", "data.image_size", "model", "phase1")
@@ -32,22 +31,17 @@ def main(argv: list[str] | None = None) -> None:
         model = build_model(
             params.model.keras_weights, params.model.dropout, params.data.image_size
         )
-        compile_for_training(model, params.phase1.lr)
-        history = train(
+        train_phase(
             model,
-            train_split,
-            val_split,
-            batch_size=params.phase1.batch_size,
-            epochs=params.phase1.epochs,
+            (train_split, val_split),
+            name="phase1",
+            phase=params.phase1,
             initial_epoch=0,
             seed=params.seed,
-            on_epoch_end=tracker.log_epoch,
-            lr_param="phase1.lr",
+            tracker=tracker,
+            model_path=args.model,
+            history_path=args.history,
         )
-        save_model(model, args.model)
-        write_csv(args.history, history)
-        tracker.record_outputs(args.model, args.history)
-        tracker.log_artifacts(args.history)
 
 
 if __name__ == "__main__":

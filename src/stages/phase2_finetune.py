@@ -7,12 +7,11 @@ from pathlib import Path
 
 from src.finetune.data import load_split
 from src.finetune.errors import run_stage
-from src.finetune.files import write_csv
 from src.finetune.history import read_history
-from src.finetune.model import compile_for_training, load_checkpoint, save_model, unfreeze_top
+from src.finetune.model import load_checkpoint, unfreeze_top
 from src.finetune.params import load_params
 from src.finetune.tracking import track_stage
-from src.finetune.training import seed_everything, train
+from src.finetune.training import seed_everything, train_phase
 
 STAGE = "phase2_finetune"
 PARAMS = ("seed", "phase2")
@@ -36,22 +35,17 @@ def main(argv: list[str] | None = None) -> None:
     with track_stage(STAGE, params, PARAMS) as tracker:
         tracker.link_inputs(args.data, args.base_model, args.base_history)
         unfreeze_top(model, params.phase2.unfreeze_last)
-        compile_for_training(model, params.phase2.lr)
-        history = train(
+        train_phase(
             model,
-            train_split,
-            val_split,
-            batch_size=params.phase2.batch_size,
-            epochs=params.phase2.epochs,
+            (train_split, val_split),
+            name="phase2",
+            phase=params.phase2,
             initial_epoch=initial_epoch,
             seed=params.seed,
-            on_epoch_end=tracker.log_epoch,
-            lr_param="phase2.lr",
+            tracker=tracker,
+            model_path=args.model,
+            history_path=args.history,
         )
-        save_model(model, args.model)
-        write_csv(args.history, history)
-        tracker.record_outputs(args.model, args.history)
-        tracker.log_artifacts(args.history)
 
 
 if __name__ == "__main__":
