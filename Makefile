@@ -13,6 +13,7 @@ install: ## Create .venv and install the pinned requirements
 	$(BIN)pip install -q -r requirements.txt
 
 demo: ## Whole pipeline offline: generated sample archive, random weights (~3-4 min on 2 CPU cores)
+	mkdir -p $(dir $(DEMO_ARCHIVE))
 	$(PYTHON) -m src.finetune.sample $(DEMO_ARCHIVE) --train 2000 --test 500 > $(DEMO_ARCHIVE).sha256
 	PATH="$(BIN):$$PATH" $(BIN)dvc exp run \
 	  -S data.archive=$(DEMO_ARCHIVE) -S data.sha256=$$(cat $(DEMO_ARCHIVE).sha256) \
