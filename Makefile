@@ -22,7 +22,7 @@ demo: ## Whole pipeline offline: generated sample archive, random weights (~3-4 
 repro: ## The full experiment (needs network once for CIFAR-10 and the ImageNet weights)
 	PATH="$(BIN):$$PATH" $(BIN)dvc repro
 
-test: ## The whole test suite, end-to-end tests included (~10 min on 2 CPU cores)
+test: ## The whole test suite, end-to-end tests included (~5 min on 2 CPU cores)
 	$(PYTHON) -m pytest
 
 test-fast: ## Unit and stage tests only
