@@ -12,7 +12,10 @@ from ruamel.yaml import YAML
 from src.finetune.sample import write_archive
 
 ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())
 TINY_TRAIN, TINY_TEST = 200, 60
+# Variables that would point tracking elsewhere, as DVC or a user may have set them.
+STAGE_ENV = ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME")
 
 
 def tiny_overrides(archive: str, sha256: str) -> dict[str, Any]:
@@ -54,7 +57,6 @@ def sample_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty working directory with its own MLflow store, as a stage would see it."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("DVC_ROOT", raising=False)
-    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    for name in STAGE_ENV:
+        monkeypatch.delenv(name, raising=False)
     return tmp_path

@@ -3,12 +3,10 @@
 import shlex
 
 import pytest
-from ruamel.yaml import YAML
 
 from src.stages import evaluate, phase1_extract, phase2_finetune, prepare, report
-from tests.conftest import ROOT
+from tests.conftest import PIPELINE, ROOT
 
-PIPELINE = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())
 MODULES = {
     "prepare": prepare,
     "phase1_extract": phase1_extract,

@@ -1,6 +1,7 @@
 """The five stage entry points run in-process on tiny data, in order, as DVC would run them."""
 
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -11,32 +12,22 @@ from mlflow.tracking import MlflowClient
 
 from src.finetune.errors import run_stage
 from src.stages import evaluate, phase1_extract, phase2_finetune, prepare, report
-from tests.conftest import ROOT, TINY_TEST, TINY_TRAIN, tiny_overrides, write_params
+from tests.conftest import (
+    PIPELINE,
+    ROOT,
+    STAGE_ENV,
+    TINY_TEST,
+    TINY_TRAIN,
+    tiny_overrides,
+    write_params,
+)
 
 PREPARED = "data/prepared"
+# Each entry point gets exactly the arguments its command in dvc.yaml passes.
 ARGS = {
-    prepare: ["--out", PREPARED],
-    phase1_extract: [
-        "--data", PREPARED, "--model", "models/phase1.keras",
-        "--history", "reports/phase1_history.csv",
-    ],
-    phase2_finetune: [
-        "--data", PREPARED, "--base-model", "models/phase1.keras",
-        "--base-history", "reports/phase1_history.csv",
-        "--model", "models/phase2.keras", "--history", "reports/phase2_history.csv",
-    ],
-    evaluate: [
-        "--data", PREPARED,
-        "--baseline", "models/phase1.keras", "--finetuned", "models/phase2.keras",
-        "--metrics", "reports/metrics.json", "--confusion", "reports/confusion.csv",
-    ],
-    report: [
-        "--phase1-history", "reports/phase1_history.csv",
-        "--phase2-history", "reports/phase2_history.csv",
-        "--metrics", "reports/metrics.json",
-        "--figure", "reports/figures/validation_curves.png", "--report", "reports/report.md",
-    ],
-}  # fmt: skip
+    module: shlex.split(PIPELINE["stages"][module.STAGE]["cmd"])[3:]
+    for module in (prepare, phase1_extract, phase2_finetune, evaluate, report)
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +37,7 @@ def pipeline(tmp_path_factory, sample_archive):
     write_params(root / "params.yaml", tiny_overrides(str(archive), sha256))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
-        for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
+        for name in STAGE_ENV:
             patch.delenv(name, raising=False)
         for stage, argv in ARGS.items():
             stage.main(argv)
