@@ -1,61 +1,21 @@
 """The real thing: `dvc repro` and `dvc exp run` in a temporary git repository, MLflow behind."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from src.finetune.sample import write_archive
-from tests.conftest import ROOT, TINY_TEST, TINY_TRAIN, tiny_overrides, write_params
+from tests.conftest import local_store, make_project, run, runs_by_execution
 
 pytestmark = pytest.mark.e2e
-PROJECT = [
-    "src",
-    "dvc.yaml",
-    "params.yaml",
-    ".dvc/config",
-    ".dvc/.gitignore",
-    ".dvcignore",
-    ".gitignore",
-]
-
-
-def run(cwd: Path, *command: str) -> str:
-    env = os.environ | {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.com",
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("project")
-    for name in PROJECT:
-        source, target = ROOT / name, root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target)
-    sha256 = write_archive(root / "data/raw/sample.tar.gz", TINY_TRAIN, TINY_TEST, seed=2)
-    write_params(root / "params.yaml", tiny_overrides("data/raw/sample.tar.gz", sha256))
-    run(root, "git", "init", "-q")
-    run(root, "git", "add", "-A")
-    run(root, "git", "commit", "-qm", "tiny pipeline")
-    return root
+    return make_project(tmp_path_factory.mktemp("project"))
+
+
+DETERMINISTIC = ("reports/metrics.json", "reports/phase1_history.csv", "reports/phase2_history.csv")
 
 
 @pytest.fixture(scope="module")
@@ -69,20 +29,6 @@ def repro(repo) -> str:
 @pytest.fixture(scope="module")
 def experiment(repo, repro) -> str:
     return run(repo, "dvc", "exp", "run", "-n", "lr-sweep", "-S", "phase2.lr=0.002")
-
-
-def client(repo: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
-
-
-def runs_by_execution(repo: Path) -> list[list]:
-    mlflow = client(repo)
-    experiment = mlflow.get_experiment_by_name("cifar10-finetune")
-    runs = mlflow.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
-    executions: dict[str, list] = {}
-    for run in runs:
-        executions.setdefault(run.data.tags["pipeline.execution"], []).append(run)
-    return list(executions.values())
 
 
 def test_repro_runs_all_five_stages_and_writes_every_output(repo, repro):
@@ -112,7 +58,7 @@ def test_plots_render(repo, repro, tmp_path):
 
 
 def test_repro_logs_one_comparison_run_with_continuous_curves(repo, repro):
-    (execution,) = runs_by_execution(repo)
+    (execution,) = runs_by_execution(local_store(repo))
     comparison = [r for r in execution if r.data.tags["pipeline.role"] == "comparison"]
     stages = [r for r in execution if r.data.tags["pipeline.role"] == "stage"]
     assert len(comparison) == 1
@@ -131,13 +77,22 @@ def test_repro_logs_one_comparison_run_with_continuous_curves(repo, repro):
     for key in ("baseline_accuracy", "finetuned_accuracy", "accuracy_delta"):
         assert key in summary.data.metrics
     for key in ("val_accuracy", "val_loss"):
-        history = client(repo).get_metric_history(summary.info.run_id, key)
+        history = local_store(repo).get_metric_history(summary.info.run_id, key)
         assert sorted(m.step for m in history) == [1, 2, 3, 4]
     phase1 = next(r for r in stages if r.info.run_name == "phase1_extract")
-    assert sorted(m.step for m in client(repo).get_metric_history(phase1.info.run_id, "loss")) == [
+    assert sorted(
+        m.step for m in local_store(repo).get_metric_history(phase1.info.run_id, "loss")
+    ) == [
         1,
         2,
     ]
+
+
+def test_forced_repro_with_the_same_params_gives_identical_results(repo, repro):
+    before = {path: (repo / path).read_bytes() for path in DETERMINISTIC}
+    run(repo, "dvc", "repro", "--force")
+    after = {path: (repo / path).read_bytes() for path in DETERMINISTIC}
+    assert after == before
 
 
 def test_exp_run_with_a_phase2_param_reuses_phase1(repo, repro, experiment):
@@ -146,7 +101,8 @@ def test_exp_run_with_a_phase2_param_reuses_phase1(repo, repro, experiment):
     for stage in ("phase2_finetune", "evaluate", "report"):
         assert f"Running stage '{stage}'" in experiment
 
-    first, second = runs_by_execution(repo)
+    executions = runs_by_execution(local_store(repo))
+    first, second = executions[0], executions[-1]
     summary = next(r for r in second if r.data.tags["pipeline.role"] == "comparison")
     assert summary.info.run_name == "lr-sweep" and summary.data.tags["dvc.exp_name"] == "lr-sweep"
     assert summary.data.params["phase2.lr"] == "0.002"
@@ -155,7 +111,9 @@ def test_exp_run_with_a_phase2_param_reuses_phase1(repo, repro, experiment):
         "phase2_finetune",
         "report",
     ]
-    steps = [m.step for m in client(repo).get_metric_history(summary.info.run_id, "val_accuracy")]
+    steps = [
+        m.step for m in local_store(repo).get_metric_history(summary.info.run_id, "val_accuracy")
+    ]
     assert sorted(steps) == [1, 2, 3, 4], "phase 1's curve comes from its cached history"
     old_summary = next(r for r in first if r.data.tags["pipeline.role"] == "comparison")
     assert (

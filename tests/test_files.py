@@ -14,11 +14,13 @@ def test_atomic_path_replaces_only_on_success(tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["metrics.json"]
 
 
-def test_partial_file_keeps_the_suffix_writers_need(tmp_path):
-    with atomic_path(tmp_path / "phase1.keras") as partial:
-        assert partial.suffix == ".keras" and partial != tmp_path / "phase1.keras"
+@pytest.mark.parametrize("name", ["phase1.keras", "epoch-3.weights.h5"])
+def test_partial_file_keeps_the_suffixes_writers_need(tmp_path, name):
+    suffixes = "".join((tmp_path / name).suffixes)
+    with atomic_path(tmp_path / name) as partial:
+        assert partial.name.endswith(suffixes) and partial != tmp_path / name
         partial.write_text("x")
-    assert (tmp_path / "phase1.keras").read_text() == "x"
+    assert (tmp_path / name).read_text() == "x"
 
 
 def test_content_hash_of_files_and_directories(tmp_path):

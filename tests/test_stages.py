@@ -1,7 +1,6 @@
 """The five stage entry points run in-process on tiny data, in order, as DVC would run them."""
 
 import json
-import shlex
 import subprocess
 import sys
 import time
@@ -12,36 +11,11 @@ from mlflow.tracking import MlflowClient
 
 from src.finetune.errors import run_stage
 from src.stages import evaluate, phase1_extract, phase2_finetune, prepare, report
-from tests.conftest import (
-    PIPELINE,
-    ROOT,
-    STAGE_ENV,
-    TINY_TEST,
-    TINY_TRAIN,
-    tiny_overrides,
-    write_params,
-)
+from tests.conftest import ROOT, TINY_TEST, TINY_TRAIN, stage_args, write_params
 
+STAGES = (prepare, phase1_extract, phase2_finetune, evaluate, report)
 PREPARED = "data/prepared"
-# Each entry point gets exactly the arguments its command in dvc.yaml passes.
-ARGS = {
-    module: shlex.split(PIPELINE["stages"][module.STAGE]["cmd"])[3:]
-    for module in (prepare, phase1_extract, phase2_finetune, evaluate, report)
-}
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, sample_archive):
-    root = tmp_path_factory.mktemp("stages")
-    archive, sha256 = sample_archive
-    write_params(root / "params.yaml", tiny_overrides(str(archive), sha256))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        for name in STAGE_ENV:
-            patch.delenv(name, raising=False)
-        for stage, argv in ARGS.items():
-            stage.main(argv)
-    return root
+ARGS = {module: stage_args(module.STAGE) for module in STAGES}
 
 
 def test_prepare_writes_stratified_splits(pipeline):

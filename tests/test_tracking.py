@@ -1,14 +1,19 @@
 import os
+import socket
 
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from src.finetune import tracking
+from src.finetune.errors import PipelineError
 from src.finetune.params import load_params
 from src.finetune.tracking import (
     INPUT_TAG,
     TAG_EXECUTION,
+    TAG_PROCESS,
     TAG_ROLE,
+    StageTracker,
     fill_missing_steps,
     track_stage,
     tracking_uri,
@@ -109,3 +114,49 @@ def test_fill_missing_steps_never_duplicates_a_step(workdir, params):
         fill_missing_steps(tracker.client, tracker.comparison_run_id, series)
         history = tracker.client.get_metric_history(tracker.comparison_run_id, "val_loss")
     assert sorted((m.step, m.value) for m in history) == [(1, 0.9), (2, 0.5), (3, 0.3)]
+
+
+def test_runs_left_running_by_a_vanished_process_are_marked_killed(workdir, params):
+    client = MlflowClient(tracking_uri())
+    experiment_id = tracking.experiment_id_for(client, params.mlflow.experiment)
+    gone = client.create_run(experiment_id, tags={TAG_PROCESS: f"{socket.gethostname()}-1-1"})
+    alive = client.create_run(experiment_id, tags={TAG_PROCESS: tracking.execution_id()})
+    elsewhere = client.create_run(experiment_id, tags={TAG_PROCESS: "other-host-1-1"})
+    tracking.close_orphaned_runs(client, experiment_id)
+    status = {
+        run.info.run_id: client.get_run(run.info.run_id).info.status
+        for run in (gone, alive, elsewhere)
+    }
+    assert status == {
+        gone.info.run_id: "KILLED",
+        alive.info.run_id: "RUNNING",
+        elsewhere.info.run_id: "RUNNING",  # another machine's process cannot be checked
+    }
+
+
+class FailingClient:
+    def __init__(self):
+        self.calls = 0
+
+    def log_batch(self, *args, **kwargs):
+        self.calls += 1
+        raise MlflowException("API request to http://127.0.0.1:5000 failed: Connection refused")
+
+
+def test_tracker_goes_offline_after_one_failure_and_says_how_to_relog(caplog):
+    client = FailingClient()
+    tracker = StageTracker(client, "run", "comparison")
+    tracker.log_epoch(1, {"loss": 1.0})
+    tracker.log_epoch(2, {"loss": 0.9})
+    assert tracker.offline and client.calls == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "python -m src.finetune.relog" in warnings[0]
+
+
+def test_unreachable_server_is_a_pipeline_error_and_local_stores_are_not_probed():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(PipelineError, match=r"is not reachable .*unset MLFLOW_TRACKING_URI"):
+        tracking.check_server(f"http://127.0.0.1:{port}")
+    tracking.check_server("sqlite:///nowhere/mlflow.db")

@@ -17,12 +17,13 @@ import pandas as pd
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write to; rename it into place on success.
 
-    The temporary name keeps the suffix, because writers such as ``model.save`` choose the
-    format from it.
+    The temporary name keeps all suffixes (``.weights.h5``), because writers such as
+    ``model.save`` choose the format from them.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    suffixes = "".join(path.suffixes)
+    partial = path.with_name(f".{path.name.removesuffix(suffixes)}.partial{suffixes}")
     try:
         yield partial
         os.replace(partial, path)

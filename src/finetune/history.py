@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -12,15 +11,10 @@ from src.finetune.errors import PipelineError
 HISTORY_COLUMNS = ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
 
 
-def history_frame(epochs: list[int], metrics: dict[str, list[float]]) -> pd.DataFrame:
-    """Rows numbered from 1 and continuing across phases (16..25 for phase 2).
-
-    ``epochs`` are Keras's 0-based epoch indices, which already continue from
-    ``initial_epoch``.
-    """
-    frame = pd.DataFrame({"epoch": [e + 1 for e in epochs]})
-    for column in HISTORY_COLUMNS[1:]:
-        frame[column] = metrics.get(column, [math.nan] * len(epochs))[: len(epochs)]
+def history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
+    """One row per epoch, numbered from 1 and continuing across phases (16..25 for phase 2)."""
+    frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    frame["epoch"] = frame["epoch"].astype(int)
     return frame
 
 

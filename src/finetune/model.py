@@ -117,7 +117,14 @@ def load_checkpoint(path: Path, rerun: str) -> keras.Model:
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged zip or config
+        reason = " ".join(str(error).split())
+        if "safe_mode" in reason:
+            raise PipelineError(
+                f"{path} holds code (a Lambda layer) that Keras safe mode will not run; this "
+                f"pipeline never writes one, so do not trust the file: run "
+                f"`dvc repro --force {rerun}` to rebuild it"
+            ) from None
         raise PipelineError(
-            f"{path} is not a readable Keras checkpoint ({type(error).__name__}: {error}); "
-            f"run `dvc repro --force {rerun}` to rebuild it"
+            f"{path} is not a readable Keras checkpoint ({type(error).__name__}: "
+            f"{reason[:300]}); run `dvc repro --force {rerun}` to rebuild it"
         ) from None

@@ -13,21 +13,27 @@ outputs from its cache and the producing stage did not run in this execution.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import psutil
+import requests
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from src.finetune.errors import PipelineError
 from src.finetune.files import content_hash
 from src.finetune.params import Params
 
@@ -36,8 +42,21 @@ TAG_ROLE = "pipeline.role"
 TAG_STAGE = "pipeline.stage"
 TAG_COMPARISON = "pipeline.comparison_run_id"
 TAG_DVC_EXP = "dvc.exp_name"
+TAG_PROCESS = "pipeline.process"
 OUTPUT_TAG = "pipeline.output.{path}"
 INPUT_TAG = "pipeline.input.{path}"
+HEADLINE = ("baseline_accuracy", "finetuned_accuracy", "accuracy_delta")
+SERVER_TIMEOUT_S = 5
+# A stalled tracking server must not stall training: fail a request after about ten seconds
+# instead of MLflow's two minutes of retries, unless the user chose otherwise.
+for _name, _value in (
+    ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+    ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+    ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
+):
+    os.environ.setdefault(_name, _value)
+TRACKING_ERRORS = (MlflowException, requests.RequestException, OSError)
+log = logging.getLogger(__name__)
 
 
 def repository_root() -> Path:
@@ -50,11 +69,44 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repository_root() / 'mlflow.db'}"
 
 
+def check_server(uri: str) -> None:
+    """Fail in seconds, not minutes of retries, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S):
+            pass
+    except urllib.error.HTTPError:
+        pass  # it answered (perhaps an auth proxy asking for credentials): it is up
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise PipelineError(
+            f"MLflow tracking server {uri} is not reachable ({reason}); start it, or unset "
+            "MLFLOW_TRACKING_URI to log to mlflow.db in the repository"
+        ) from None
+
+
+def process_id(process: psutil.Process) -> str:
+    """host-pid-start: names a process uniquely, even after its pid is reused."""
+    return f"{socket.gethostname()}-{process.pid}-{int(process.create_time())}"
+
+
 def execution_id() -> str:
     """Identify the ``dvc`` process that runs this stage; without one, this process."""
     process = psutil.Process()
-    owner = next((p for p in process.parents() if _is_dvc(p)), process)
-    return f"{socket.gethostname()}-{owner.pid}-{int(owner.create_time())}"
+    return process_id(next((p for p in process.parents() if _is_dvc(p)), process))
+
+
+def is_alive(identity: str) -> bool:
+    """Whether the process named by ``process_id`` still runs; other hosts' count as alive."""
+    parts = identity.rsplit("-", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname():
+        return True
+    _, pid, started = parts
+    try:
+        return int(psutil.Process(int(pid)).create_time()) == int(started)
+    except (psutil.NoSuchProcess, ValueError):
+        return False
 
 
 def _is_dvc(process: psutil.Process) -> bool:
@@ -80,41 +132,55 @@ def _param_value(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
-@dataclass(frozen=True)
+@dataclass
 class StageTracker:
-    """Logs one stage's results to its own run and to the execution's comparison run."""
+    """Logs one stage's results to its own run and to the execution's comparison run.
+
+    If the tracking server goes away mid-stage, the stage goes on without it: the first
+    failed call is reported once and later ones are skipped. Training and the DVC outputs
+    never depend on tracking; ``python -m src.finetune.relog`` logs the outputs later.
+    """
 
     client: MlflowClient
     run_id: str
     comparison_run_id: str
+    offline: bool = False
 
     def log_epoch(self, step: int, metrics: Mapping[str, float]) -> None:
         """One finished epoch, at once (live), with step = the 1-based global epoch."""
         now = int(time.time() * 1000)
         batch = [Metric(key, value, now, step) for key, value in metrics.items()]
         for run_id in (self.run_id, self.comparison_run_id):
-            self.client.log_batch(run_id, metrics=batch)
+            self._call(self.client.log_batch, run_id, metrics=batch)
 
     def log_results(self, results: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, 0) for key, value in results.items()]
-        self.client.log_batch(self.run_id, metrics=batch)
-        fill_missing_steps(
-            self.client, self.comparison_run_id, {k: {0: v} for k, v in results.items()}
-        )
+        self._call(self.client.log_batch, self.run_id, metrics=batch)
+        self.fill_comparison({k: {0: v} for k, v in results.items()})
+
+    def fill_comparison(self, series: Mapping[str, Mapping[int, float]]) -> None:
+        self._call(fill_missing_steps, self.client, self.comparison_run_id, series)
 
     def log_artifacts(self, *paths: Path, comparison: bool = False) -> None:
         for path in paths:
             for run_id in (self.run_id, self.comparison_run_id) if comparison else (self.run_id,):
-                self.client.log_artifact(run_id, str(path))
+                self._call(self.client.log_artifact, run_id, str(path))
 
     def record_outputs(self, *paths: Path) -> None:
         """Tag the stage run with the hashes of its outputs, for later stages to link to."""
         tags = [RunTag(OUTPUT_TAG.format(path=_key(p)), content_hash(p)) for p in paths]
-        self.client.log_batch(self.run_id, tags=tags)
+        self._call(self.client.log_batch, self.run_id, tags=tags)
 
     def link_inputs(self, *paths: Path) -> None:
         """Tag the stage run with the run that produced each input, where one is recorded."""
+        self._call(self._link_inputs, paths)
+
+    def close(self, status: str) -> None:
+        for run_id in (self.run_id, self.comparison_run_id):
+            self._call(self.client.set_terminated, run_id, status)
+
+    def _link_inputs(self, paths: tuple[Path, ...]) -> None:
         experiment_id = self.client.get_run(self.run_id).info.experiment_id
         tags = []
         for path in paths:
@@ -123,6 +189,19 @@ class StageTracker:
                 tags.append(RunTag(INPUT_TAG.format(path=_key(path)), producer))
         if tags:
             self.client.log_batch(self.run_id, tags=tags)
+
+    def _call(self, action: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        if self.offline:
+            return
+        try:
+            action(*args, **kwargs)
+        except TRACKING_ERRORS as error:
+            self.offline = True
+            log.warning(
+                "MLflow tracking failed (%s); the stage goes on without it. Once the server "
+                "is back, log the outputs with `python -m src.finetune.relog`",
+                str(error).splitlines()[0][:200],
+            )
 
 
 def _key(path: Path) -> str:
@@ -157,7 +236,32 @@ def fill_missing_steps(
         client.log_batch(run_id, metrics=batch[start : start + 1000])
 
 
-def _experiment_id(client: MlflowClient, name: str) -> str:
+def history_series(history: pd.DataFrame) -> dict[str, dict[int, float]]:
+    """Every per-epoch column of a history as metric -> {epoch: value}."""
+    return {
+        column: dict(zip(history["epoch"].astype(int), history[column], strict=True))
+        for column in history.columns
+        if column not in ("epoch", "phase")
+    }
+
+
+def headline_series(metrics: Mapping[str, Any]) -> dict[str, dict[int, float]]:
+    return {key: {0: float(metrics[key])} for key in HEADLINE if key in metrics}
+
+
+def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> None:
+    """Mark KILLED the runs still RUNNING whose process is gone (killed with SIGKILL)."""
+    running = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'")
+    for run in running:
+        owner = run.data.tags.get(TAG_PROCESS)
+        if owner and not is_alive(owner):
+            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+            log.info(
+                "marked run %s (%s) KILLED: its process is gone", run.info.run_name, run.info.run_id
+            )
+
+
+def experiment_id_for(client: MlflowClient, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment:
         return experiment.experiment_id
@@ -173,7 +277,7 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
         return experiment.experiment_id
 
 
-def _context_tags() -> dict[str, str]:
+def context_tags() -> dict[str, str]:
     tags = {TAG_EXECUTION: execution_id()}
     if commit := git_commit():
         tags[MLFLOW_GIT_COMMIT] = commit
@@ -182,7 +286,9 @@ def _context_tags() -> dict[str, str]:
     return tags
 
 
-def _comparison_run(client: MlflowClient, experiment_id: str, params: Params, tags: dict) -> str:
+def comparison_run(
+    client: MlflowClient, experiment_id: str, params: Params, tags: dict, name: str | None = None
+) -> str:
     """This execution's comparison run: found by execution id, created by its first stage."""
     runs = client.search_runs(
         [experiment_id],
@@ -192,9 +298,16 @@ def _comparison_run(client: MlflowClient, experiment_id: str, params: Params, ta
     )
     if runs:
         return runs[0].info.run_id
-    name = tags.get(TAG_DVC_EXP) or time.strftime("repro-%Y%m%d-%H%M%S")
+    name = name or tags.get(TAG_DVC_EXP) or time.strftime("repro-%Y%m%d-%H%M%S")
     run = client.create_run(
-        experiment_id, run_name=name, tags={**tags, TAG_ROLE: "comparison", MLFLOW_RUN_NAME: name}
+        experiment_id,
+        run_name=name,
+        tags={
+            **tags,
+            TAG_ROLE: "comparison",
+            TAG_PROCESS: tags[TAG_EXECUTION],
+            MLFLOW_RUN_NAME: name,
+        },
     )
     flat = params.flat()
     client.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in flat.items()])
@@ -210,10 +323,13 @@ def track_stage(
     A failing or interrupted stage marks its run and the comparison run FAILED or KILLED,
     so no run is left RUNNING.
     """
-    client = MlflowClient(tracking_uri=tracking_uri())
-    experiment_id = _experiment_id(client, params.mlflow.experiment)
-    tags = _context_tags()
-    comparison_id = _comparison_run(client, experiment_id, params, tags)
+    uri = tracking_uri()
+    check_server(uri)
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = experiment_id_for(client, params.mlflow.experiment)
+    close_orphaned_runs(client, experiment_id)
+    tags = context_tags()
+    comparison_id = comparison_run(client, experiment_id, params, tags)
     run = client.create_run(
         experiment_id,
         run_name=stage,
@@ -222,6 +338,7 @@ def track_stage(
             TAG_ROLE: "stage",
             TAG_STAGE: stage,
             TAG_COMPARISON: comparison_id,
+            TAG_PROCESS: process_id(psutil.Process()),
             MLFLOW_PARENT_RUN_ID: comparison_id,
         },
     )
@@ -229,13 +346,13 @@ def track_stage(
     selected = params.select(logged_params)
     client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in selected.items()])
     client.update_run(comparison_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    tracker = StageTracker(client, run_id, comparison_id)
     status = RunStatus.FAILED
     try:
-        yield StageTracker(client, run_id, comparison_id)
+        yield tracker
         status = RunStatus.FINISHED
     except KeyboardInterrupt:
         status = RunStatus.KILLED
         raise
     finally:
-        for rid in (run_id, comparison_id):
-            client.set_terminated(rid, RunStatus.to_string(status))
+        tracker.close(RunStatus.to_string(status))

@@ -17,6 +17,7 @@ from src.finetune.files import write_csv
 from src.finetune.history import history_frame
 from src.finetune.model import compile_for_training, save_model
 from src.finetune.params import Phase1Params, Phase2Params
+from src.finetune.resume import EpochBackup, Resumed
 from src.finetune.tracking import StageTracker
 
 EpochHook = Callable[[int, dict[str, float]], None]
@@ -49,33 +50,61 @@ def train(
     seed: int,
     on_epoch_end: EpochHook,
     lr_param: str,
+    backup: EpochBackup | None = None,
 ) -> pd.DataFrame:
     """Fit for ``epochs`` more epochs after ``initial_epoch``; returns the history frame.
 
     ``on_epoch_end`` receives the 1-based global epoch and the epoch's metrics as soon as
-    the epoch ends, so tracking shows training live.
+    the epoch ends, so tracking shows training live. With a ``backup``, training resumes
+    after the last epoch a killed attempt completed; those epochs are reported again, for
+    the new attempt's run.
     """
-    history = model.fit(
-        as_dataset(train_split, batch_size, shuffle_seed=seed),
-        validation_data=as_dataset(val_split, batch_size),
-        initial_epoch=initial_epoch,
-        epochs=initial_epoch + epochs,
-        callbacks=[
-            keras.callbacks.TerminateOnNaN(),
-            keras.callbacks.LambdaCallback(
-                on_epoch_end=lambda epoch, logs: on_epoch_end(epoch + 1, _floats(logs))
-            ),
-        ],
-        shuffle=False,  # the dataset shuffles itself, seeded, every epoch
-        verbose=1 if sys.stdout.isatty() else 2,
+    backup = backup or _NoBackup()
+    resumed = backup.restore(model)
+    for row in resumed.rows:
+        on_epoch_end(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
+    rows = list(resumed.rows)
+    recorder = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: _record(rows, epoch + 1, _floats(logs), on_epoch_end)
     )
-    frame = history_frame(history.epoch, history.history)
+    start, end = max(initial_epoch, resumed.epoch), initial_epoch + epochs
+    if start < end:  # a killed attempt may have finished training but not saved the model
+        model.fit(
+            as_dataset(train_split, batch_size, shuffle_seed=seed),
+            validation_data=as_dataset(val_split, batch_size),
+            initial_epoch=start,
+            epochs=end,
+            # The backup runs before the recorder: an epoch is reported once it is safe.
+            callbacks=[keras.callbacks.TerminateOnNaN(), backup, recorder],
+            shuffle=False,  # the dataset shuffles itself, seeded, every epoch
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    frame = history_frame(rows)
+    if not _finite(frame):
+        backup.discard()  # resuming from diverged weights would only diverge again
     _fail_on_divergence(frame, lr_param)
     return frame
 
 
+class _NoBackup(keras.callbacks.Callback):
+    def restore(self, model: keras.Model) -> Resumed:
+        return Resumed()
+
+    def discard(self) -> None:
+        pass
+
+
+def _record(rows: list, epoch: int, logs: dict[str, float], on_epoch_end: EpochHook) -> None:
+    rows.append({"epoch": epoch, **logs})
+    on_epoch_end(epoch, logs)
+
+
 def _floats(logs: dict | None) -> dict[str, float]:
     return {key: float(value) for key, value in (logs or {}).items()}
+
+
+def _finite(frame: pd.DataFrame) -> bool:
+    return bool(frame["loss"].map(math.isfinite).all())
 
 
 def _fail_on_divergence(frame: pd.DataFrame, lr_param: str) -> None:
@@ -89,8 +118,13 @@ def _fail_on_divergence(frame: pd.DataFrame, lr_param: str) -> None:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow, so the same params give the same run."""
+    """Seed Python, NumPy and TensorFlow and use deterministic ops: same params, same run.
+
+    Deterministic ops cost nothing measurable on the CPU (see README: Determinism); on a
+    GPU, TensorFlow picks slower deterministic kernels where it must.
+    """
     keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
 
 
 def train_phase(
@@ -104,8 +138,12 @@ def train_phase(
     tracker: StageTracker,
     model_path: Path,
     history_path: Path,
+    backup: EpochBackup,
 ) -> None:
-    """Compile with the phase's Adam, train it, then write and record its two outputs."""
+    """Compile with the phase's Adam, train it, then write and record its two outputs.
+
+    The backup outlives a kill and is removed only once both outputs are written.
+    """
     compile_for_training(model, phase.lr)
     history = train(
         model,
@@ -116,8 +154,10 @@ def train_phase(
         seed=seed,
         on_epoch_end=tracker.log_epoch,
         lr_param=f"{name}.lr",
+        backup=backup,
     )
     save_model(model, model_path)
     write_csv(history_path, history)
+    backup.discard()
     tracker.record_outputs(model_path, history_path)
     tracker.log_artifacts(history_path)

@@ -9,6 +9,7 @@ from src.finetune.data import load_split
 from src.finetune.errors import run_stage
 from src.finetune.model import build_model
 from src.finetune.params import load_params
+from src.finetune.resume import EpochBackup, fingerprint
 from src.finetune.tracking import track_stage
 from src.finetune.training import seed_everything, train_phase
 
@@ -21,6 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True, help="prepared splits")
     parser.add_argument("--model", type=Path, required=True, help="checkpoint to write")
     parser.add_argument("--history", type=Path, required=True, help="history CSV to write")
+    parser.add_argument(
+        "--backup-dir", type=Path, required=True, help="per-epoch backup, kept only after a kill"
+    )
     args = parser.parse_args(argv)
     params = load_params()
     seed_everything(params.seed)
@@ -41,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
             tracker=tracker,
             model_path=args.model,
             history_path=args.history,
+            backup=EpochBackup(
+                args.backup_dir, fingerprint(params.select(PARAMS), (args.data,)), STAGE
+            ),
         )
 
 

@@ -10,6 +10,7 @@ from src.finetune.errors import run_stage
 from src.finetune.history import read_history
 from src.finetune.model import load_checkpoint, unfreeze_top
 from src.finetune.params import load_params
+from src.finetune.resume import EpochBackup, fingerprint
 from src.finetune.tracking import track_stage
 from src.finetune.training import seed_everything, train_phase
 
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base-history", type=Path, required=True, help="phase 1 history CSV")
     parser.add_argument("--model", type=Path, required=True, help="checkpoint to write")
     parser.add_argument("--history", type=Path, required=True, help="history CSV to write")
+    parser.add_argument(
+        "--backup-dir", type=Path, required=True, help="per-epoch backup, kept only after a kill"
+    )
     args = parser.parse_args(argv)
     params = load_params()
     seed_everything(params.seed)
@@ -45,6 +49,11 @@ def main(argv: list[str] | None = None) -> None:
             tracker=tracker,
             model_path=args.model,
             history_path=args.history,
+            backup=EpochBackup(
+                args.backup_dir,
+                fingerprint(params.select(PARAMS), (args.data, args.base_model, args.base_history)),
+                STAGE,
+            ),
         )
 
 

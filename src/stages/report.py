@@ -8,15 +8,14 @@ from pathlib import Path
 
 from src.finetune.errors import PipelineError, run_stage
 from src.finetune.files import write_text
-from src.finetune.history import HISTORY_COLUMNS, combined_history, read_history
+from src.finetune.history import combined_history, read_history
 from src.finetune.params import load_params
 from src.finetune.plots import plot_learning_curves
 from src.finetune.reporting import render_report
-from src.finetune.tracking import fill_missing_steps, track_stage
+from src.finetune.tracking import headline_series, history_series, track_stage
 
 STAGE = "report"
 PARAMS = ("model.weights", "phase1.lr", "phase2.lr", "phase2.unfreeze_last")
-HEADLINE = ("baseline_accuracy", "finetuned_accuracy", "accuracy_delta")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,12 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         write_text(args.report, render_report(metrics, history, params, args.figure, args.report))
         # The comparison run gets the whole curve and the headline numbers even when DVC
         # reused phase 1 (or more) from its cache in this execution.
-        curves = {
-            column: dict(zip(history["epoch"], history[column], strict=True))
-            for column in HISTORY_COLUMNS[1:]
-        }
-        headline = {key: {0: metrics[key]} for key in HEADLINE}
-        fill_missing_steps(tracker.client, tracker.comparison_run_id, curves | headline)
+        tracker.fill_comparison(history_series(history) | headline_series(metrics))
         tracker.record_outputs(args.figure, args.report)
         tracker.log_artifacts(args.figure, args.report, args.metrics, comparison=True)
         tracker.log_artifacts(args.phase1_history, args.phase2_history, comparison=True)
