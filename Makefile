@@ -3,7 +3,7 @@ PYTHON ?= .venv/bin/python
 BIN := $(abspath $(dir $(PYTHON)))/
 DEMO_ARCHIVE := data/sample/cifar-10-sample.tar.gz
 
-.PHONY: help install demo repro test test-fast lint format ui
+.PHONY: help install install-gpu install-s3 demo repro test test-fast lint format ui bench bench-memory
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -11,6 +11,12 @@ help: ## List the commands
 install: ## Create .venv and install the pinned requirements
 	python3.11 -m venv .venv || python3 -m venv .venv
 	$(BIN)pip install -q -r requirements.txt
+
+install-gpu: install ## Also install TensorFlow's CUDA libraries, on a machine with an NVIDIA GPU
+	$(BIN)pip install -q -r requirements-gpu.txt
+
+install-s3: install ## Also install dvc-s3, for DVC remotes on S3 or S3-compatible storage
+	$(BIN)pip install -q -r requirements-s3.txt
 
 demo: ## Whole pipeline offline: generated sample archive, random weights (~3-4 min on 2 CPU cores)
 	mkdir -p $(dir $(DEMO_ARCHIVE))
@@ -38,3 +44,9 @@ format: ## ruff fix and format
 
 ui: ## MLflow UI on http://127.0.0.1:5000 for the local store
 	$(BIN)mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+bench: ## Time phases 1 and 2 against the tutorial recipe -> reports/benchmark.json (~10 min)
+	PATH="$(BIN):$$PATH" $(PYTHON) -m benchmarks.benchmark
+
+bench-memory: ## Peak memory of streamed training at image_size 224 with 60k images loaded
+	$(PYTHON) -m benchmarks.memory

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +19,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from ruamel.yaml import YAML
 
+from src.finetune.files import copy_files
 from src.finetune.sample import write_archive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +34,7 @@ PROJECT_FILES = (
     "params.yaml",
     ".dvc/config",
     ".dvc/.gitignore",
+    ".dvc/plots",
     ".dvcignore",
     ".gitignore",
 )
@@ -137,13 +138,7 @@ def run(cwd: Path, *command: str, **env: str) -> str:
 
 def make_project(root: Path, overrides: dict[str, Any] | None = None) -> Path:
     """A committed git + DVC repository of the project on a tiny generated archive."""
-    for name in PROJECT_FILES:
-        source, target = ROOT / name, root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target)
+    copy_files(PROJECT_FILES, ROOT, root)
     sha256 = write_archive(root / "data/raw/sample.tar.gz", TINY_TRAIN, TINY_TEST, seed=2)
     write_params(
         root / "params.yaml", tiny_overrides("data/raw/sample.tar.gz", sha256) | (overrides or {})

@@ -102,7 +102,8 @@ def test_exp_run_with_a_phase2_param_reuses_phase1(repo, repro, experiment):
         assert f"Running stage '{stage}'" in experiment
 
     executions = runs_by_execution(local_store(repo))
-    first, second = executions[0], executions[-1]
+    # The execution before the experiment: the forced repro, which wrote the phase-1 checkpoint.
+    first, second = executions[-2], executions[-1]
     summary = next(r for r in second if r.data.tags["pipeline.role"] == "comparison")
     assert summary.info.run_name == "lr-sweep" and summary.data.tags["dvc.exp_name"] == "lr-sweep"
     assert summary.data.params["phase2.lr"] == "0.002"

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from src.finetune.files import atomic_path, content_hash, write_csv, write_json
+from src.finetune.files import atomic_path, content_hash, copy_files, write_csv, write_json
 
 
 def test_atomic_path_replaces_only_on_success(tmp_path):
@@ -30,3 +30,15 @@ def test_content_hash_of_files_and_directories(tmp_path):
     (tmp_path / "d" / "b.csv").write_text("x\n2\n")
     assert content_hash(tmp_path / "d") != before
     assert content_hash(tmp_path / "d" / "a.csv") != content_hash(tmp_path / "d" / "b.csv")
+
+
+def test_copy_files_copies_files_and_folders_without_bytecode(tmp_path):
+    source, target = tmp_path / "project", tmp_path / "copy"
+    (source / "src/__pycache__").mkdir(parents=True)
+    (source / "src/module.py").write_text("x = 1\n")
+    (source / "src/__pycache__/module.pyc").write_bytes(b"\0")
+    (source / ".dvc").mkdir()
+    (source / ".dvc/config").write_text("[core]\n")
+    copy_files(["src", ".dvc/config"], source, target)
+    copied = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+    assert copied == [".dvc/config", "src/module.py"]

@@ -1,3 +1,5 @@
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from src.finetune.model import (
     compile_for_training,
     load_checkpoint,
     save_model,
+    serving_model,
     unfreeze_top,
 )
 from src.finetune.training import train
@@ -137,3 +140,14 @@ def test_offline_imagenet_download_is_a_clear_error(monkeypatch):
         PipelineError, match=r"copy efficientnetv2-b0_notop\.h5 into ~/\.keras/models/"
     ):
         build_model(weights="imagenet", dropout=0.3, image_size=32)
+
+
+def test_serving_model_has_the_same_weights_and_only_standard_layers(model, tmp_path):
+    served = serving_model(model)
+    x = tiny_split(n=4).images.astype("float32")
+    np.testing.assert_allclose(served(x), model(x), rtol=1e-6)
+    served.save(tmp_path / "served.keras")
+    assert "InferenceMode" not in json.dumps(served.get_config())
+    with keras.saving.custom_object_scope({}):
+        reloaded = keras.saving.load_model(tmp_path / "served.keras", safe_mode=True)
+    np.testing.assert_allclose(reloaded(x), model(x), rtol=1e-5)

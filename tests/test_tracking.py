@@ -59,7 +59,12 @@ def test_stage_runs_nest_under_one_comparison_run_per_execution(workdir, params)
     assert comparison.data.params["data.train_limit"] == "null"
     assert len(comparison.data.params) == len(params.flat())
     assert prepare.data.params == {"seed": "42", "data.val_split": "0.1"}
-    assert set(phase1.data.params) == {"phase1.epochs", "phase1.lr", "phase1.batch_size"}
+    assert set(phase1.data.params) == {
+        "phase1.epochs",
+        "phase1.lr",
+        "phase1.batch_size",
+        "phase1.cache_features",
+    }
     for stage in (prepare, phase1):
         assert stage.data.tags["mlflow.parentRunId"] == comparison.info.run_id
         assert stage.data.tags[TAG_EXECUTION] == comparison.data.tags[TAG_EXECUTION]
@@ -160,3 +165,22 @@ def test_unreachable_server_is_a_pipeline_error_and_local_stores_are_not_probed(
     with pytest.raises(PipelineError, match=r"is not reachable .*unset MLFLOW_TRACKING_URI"):
         tracking.check_server(f"http://127.0.0.1:{port}")
     tracking.check_server("sqlite:///nowhere/mlflow.db")
+
+
+def test_models_are_logged_as_mlflow_models_and_optionally_registered(workdir, params):
+    import keras
+    import mlflow.keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    with track_stage("phase2_finetune", params, ()) as tracker:
+        tracker.log_model(model, "finetuned_model", register_as="cifar10-classifier")
+        tracker.log_model(model, "finetuned_model", register_as="cifar10-classifier")
+    client = MlflowClient(tracking_uri())
+    files = {a.path for a in client.list_artifacts(tracker.comparison_run_id, "finetuned_model")}
+    assert "finetuned_model/MLmodel" in files
+    versions = client.search_model_versions("name = 'cifar10-classifier'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    assert {v.run_id for v in versions} == {tracker.comparison_run_id}
+    loaded = mlflow.keras.load_model("models:/cifar10-classifier/2")
+    x = __import__("numpy").ones((1, 3), dtype="float32")
+    assert loaded(x).numpy().tolist() == model(x).numpy().tolist()

@@ -38,9 +38,13 @@ DOWNLOAD_TIMEOUT_S = 15
 
 @dataclass(frozen=True)
 class Split:
-    """Images as uint8 NHWC, labels as integer class indices."""
+    """Images as uint8 NHWC, labels as integer class indices.
 
-    images: np.ndarray
+    During cached training ``images`` holds instead what the frozen part of the network made
+    of the images: one float array per tensor it hands on (see ``caching``).
+    """
+
+    images: np.ndarray | tuple[np.ndarray, ...]
     labels: np.ndarray
 
     def __len__(self) -> int:

@@ -6,7 +6,8 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,18 @@ def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as partial:
         partial.write_text(text)
+
+
+def copy_files(names: Iterable[str], source: Path, target: Path) -> None:
+    """Copy files and folders (without bytecode caches) from ``source`` to the same places
+    under ``target``: a scratch copy of the project for end-to-end tests and benchmarks."""
+    for name in names:
+        origin, copy = source / name, target / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if origin.is_dir():
+            shutil.copytree(origin, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(origin, copy)
 
 
 def content_hash(path: str | Path) -> str:

@@ -26,8 +26,8 @@ class InferenceMode(keras.layers.Wrapper):
     def call(self, inputs):
         return self.layer(inputs, training=False)
 
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
+    def compute_output_spec(self, inputs):
+        return self.layer.compute_output_spec(inputs)
 
 
 def build_model(weights: str | None, dropout: float, image_size: int) -> keras.Model:
@@ -81,6 +81,22 @@ def base_of(model: keras.Model) -> keras.Model:
     return model.get_layer(BASE_NAME).layer
 
 
+def serving_model(model: keras.Model) -> keras.Model:
+    """The same layers and weights without the ``InferenceMode`` wrapper, for serving.
+
+    The wrapper only matters during training; without it, a saved model holds nothing but
+    standard Keras layers, so ``mlflow.keras.load_model`` loads it without this package.
+    """
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
+    x = inputs
+    if any(layer.name == "resize" for layer in model.layers):
+        x = model.get_layer("resize")(x)
+    x = base_of(model)(x, training=False)
+    for name in ("avg_pool", "head_dropout", "probs"):
+        x = model.get_layer(name)(x)
+    return keras.Model(inputs, x, name=model.name)
+
+
 def unfreeze_top(model: keras.Model, count: int) -> None:
     """Make the last ``count`` layers of the base trainable, BatchNormalization excluded.
 
@@ -96,11 +112,14 @@ def unfreeze_top(model: keras.Model, count: int) -> None:
         )
 
 
-def compile_for_training(model: keras.Model, learning_rate: float) -> None:
+def compile_for_training(
+    model: keras.Model, learning_rate: float, jit_compile: bool = False
+) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss=keras.losses.CategoricalCrossentropy(),
         metrics=["accuracy"],
+        jit_compile=jit_compile,
     )
 
 

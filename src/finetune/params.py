@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -65,6 +65,7 @@ class Phase1Params(Section):
     epochs: PositiveInt
     lr: LearningRate
     batch_size: PositiveInt
+    cache_features: bool
 
 
 class Phase2Params(Section):
@@ -74,8 +75,20 @@ class Phase2Params(Section):
     batch_size: PositiveInt
 
 
+Switch = bool | Literal["auto"]
+
+
+class TrainParams(Section):
+    cache_budget_gb: float = Field(ge=0)
+    mixed_precision: Switch
+    jit_compile: Switch
+    distribution: Literal["auto", "none", "mirrored", "multi_worker"]
+
+
 class MlflowParams(Section):
     experiment: str = Field(min_length=1)
+    log_models: bool
+    registered_model: str | None = Field(min_length=1)
 
 
 class Params(Section):
@@ -84,6 +97,7 @@ class Params(Section):
     model: ModelParams
     phase1: Phase1Params
     phase2: Phase2Params
+    train: TrainParams
     mlflow: MlflowParams
 
     def flat(self) -> dict[str, Any]:

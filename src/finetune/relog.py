@@ -36,6 +36,7 @@ from src.finetune.tracking import (
     fill_missing_steps,
     headline_series,
     history_series,
+    open_store,
     tracking_uri,
 )
 
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.parse_args(argv)
     uri = tracking_uri()
     check_server(uri)
-    run_id = relog(MlflowClient(uri), load_params(), report_paths())
+    with open_store(uri) as client:
+        run_id = relog(client, load_params(), report_paths())
     print(f"logged the pipeline's outputs to run {run_id} at {uri}")
 
 

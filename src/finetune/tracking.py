@@ -16,7 +16,9 @@ import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -25,12 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psutil
 import requests
+from filelock import FileLock
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from src.finetune.errors import PipelineError
@@ -84,6 +90,44 @@ def check_server(uri: str) -> None:
             f"MLflow tracking server {uri} is not reachable ({reason}); start it, or unset "
             "MLFLOW_TRACKING_URI to log to mlflow.db in the repository"
         ) from None
+
+
+def with_lock_retries(action: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``action``, waiting out a SQLite store that another stage holds for a moment."""
+    for attempt in range(6):
+        try:
+            return action(*args, **kwargs)
+        except MlflowException as error:
+            if "database is locked" not in str(error) or attempt == 5:
+                raise
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def open_store(uri: str) -> Iterator[MlflowClient]:
+    """A client whose store exists; a SQLite store is created by one process at a time.
+
+    Parallel experiments (``dvc queue start -j 2``) start stages at the same moment; without
+    the lock they would race to create the store's tables. The store is switched to WAL
+    journaling, so a stage reading it never blocks another one writing.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield MlflowClient(tracking_uri=uri)
+        return
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{database}.lock", timeout=300):
+        yield MlflowClient(tracking_uri=uri)  # creates the tables of a new store
+        _use_wal(database)
+
+
+def _use_wal(database: Path) -> None:
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as connection:
+        if connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return
+        with contextlib.suppress(sqlite3.OperationalError):  # busy: a later stage retries
+            connection.execute("PRAGMA journal_mode=WAL")
 
 
 def process_id(process: psutil.Process) -> str:
@@ -176,9 +220,36 @@ class StageTracker:
         """Tag the stage run with the run that produced each input, where one is recorded."""
         self._call(self._link_inputs, paths)
 
+    def log_model(self, model: Any, name: str, register_as: str | None = None) -> None:
+        """Log a Keras model as an MLflow model to the comparison run; optionally register it."""
+        self._call(self._log_model, model, name, register_as)
+
     def close(self, status: str) -> None:
         for run_id in (self.run_id, self.comparison_run_id):
             self._call(self.client.set_terminated, run_id, status)
+
+    def _log_model(self, model: Any, name: str, register_as: str | None) -> None:
+        # Imported here: only the training stages, which load TensorFlow anyway, log models.
+        import keras
+        import mlflow.keras
+        import tensorflow as tf
+
+        with tempfile.TemporaryDirectory() as scratch:
+            local = Path(scratch) / name
+            # Named requirements spare MLflow a subprocess that reloads the model to infer them.
+            requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
+            mlflow.keras.save_model(
+                model, str(local), signature=_signature(model), pip_requirements=requirements
+            )
+            self.client.log_artifacts(self.comparison_run_id, str(local), artifact_path=name)
+        if register_as:
+            with contextlib.suppress(MlflowException):  # registered by an earlier execution
+                self.client.create_registered_model(register_as)
+            source = f"{self.client.get_run(self.comparison_run_id).info.artifact_uri}/{name}"
+            version = self.client.create_model_version(
+                register_as, source, run_id=self.comparison_run_id
+            )
+            log.info("registered %s as model %s version %s", name, register_as, version.version)
 
     def _link_inputs(self, paths: tuple[Path, ...]) -> None:
         experiment_id = self.client.get_run(self.run_id).info.experiment_id
@@ -194,7 +265,7 @@ class StageTracker:
         if self.offline:
             return
         try:
-            action(*args, **kwargs)
+            with_lock_retries(action, *args, **kwargs)
         except TRACKING_ERRORS as error:
             self.offline = True
             log.warning(
@@ -202,6 +273,16 @@ class StageTracker:
                 "is back, log the outputs with `python -m src.finetune.relog`",
                 str(error).splitlines()[0][:200],
             )
+
+
+def _signature(model: Any) -> ModelSignature:
+    """Tensor in, tensor out, with the model's own shapes (batch size left free)."""
+
+    def spec(tensor: Any) -> Schema:
+        shape = (-1, *(-1 if d is None else d for d in tensor.shape[1:]))
+        return Schema([TensorSpec(np.dtype(tensor.dtype), shape)])
+
+    return ModelSignature(inputs=spec(model.inputs[0]), outputs=spec(model.outputs[0]))
 
 
 def _key(path: Path) -> str:
@@ -325,11 +406,11 @@ def track_stage(
     """
     uri = tracking_uri()
     check_server(uri)
-    client = MlflowClient(tracking_uri=uri)
-    experiment_id = experiment_id_for(client, params.mlflow.experiment)
-    close_orphaned_runs(client, experiment_id)
-    tags = context_tags()
-    comparison_id = comparison_run(client, experiment_id, params, tags)
+    with open_store(uri) as client:
+        experiment_id = experiment_id_for(client, params.mlflow.experiment)
+        close_orphaned_runs(client, experiment_id)
+        tags = context_tags()
+        comparison_id = comparison_run(client, experiment_id, params, tags)
     run = client.create_run(
         experiment_id,
         run_name=stage,

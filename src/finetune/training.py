@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
 import pandas as pd
 import tensorflow as tf
 
+from src.finetune.caching import cached_outputs, split_frozen
 from src.finetune.data import NUM_CLASSES, Split
 from src.finetune.errors import PipelineError
 from src.finetune.files import write_csv
@@ -21,6 +25,7 @@ from src.finetune.resume import EpochBackup, Resumed
 from src.finetune.tracking import StageTracker
 
 EpochHook = Callable[[int, dict[str, float]], None]
+log = logging.getLogger(__name__)
 
 
 def as_dataset(split: Split, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
@@ -35,8 +40,9 @@ def as_dataset(split: Split, batch_size: int, shuffle_seed: int | None = None) -
     )
 
 
-def _to_model_inputs(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    return tf.cast(images, tf.float32), tf.one_hot(labels, NUM_CLASSES)
+def _to_model_inputs(images: Any, labels: tf.Tensor) -> tuple[Any, tf.Tensor]:
+    floats = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), images)
+    return floats, tf.one_hot(labels, NUM_CLASSES)
 
 
 def train(
@@ -133,6 +139,9 @@ def train_phase(
     *,
     name: str,
     phase: Phase1Params | Phase2Params,
+    cache: bool,
+    cache_budget_gb: float,
+    jit_compile: bool,
     initial_epoch: int,
     seed: int,
     tracker: StageTracker,
@@ -140,14 +149,21 @@ def train_phase(
     history_path: Path,
     backup: EpochBackup,
 ) -> None:
-    """Compile with the phase's Adam, train it, then write and record its two outputs.
+    """Train the phase's trainable layers, then write and record the model and history.
 
-    The backup outlives a kill and is removed only once both outputs are written.
+    With ``cache``, the frozen part of the network runs once and only the trainable part
+    trains, on its cached outputs, if they fit in ``cache_budget_gb``; otherwise every batch
+    streams through the whole model. The backup outlives a kill and is removed only once
+    both outputs are written.
     """
-    compile_for_training(model, phase.lr)
+    trainable, (train_split, val_split) = model, splits
+    if cache:
+        trainable, (train_split, val_split) = cached_training(model, splits, cache_budget_gb)
+    compile_for_training(trainable, phase.lr, jit_compile)
     history = train(
-        model,
-        *splits,
+        trainable,
+        train_split,
+        val_split,
         batch_size=phase.batch_size,
         epochs=phase.epochs,
         initial_epoch=initial_epoch,
@@ -161,3 +177,35 @@ def train_phase(
     backup.discard()
     tracker.record_outputs(model_path, history_path)
     tracker.log_artifacts(history_path)
+
+
+def cached_training(
+    model: keras.Model, splits: tuple[Split, Split], budget_gb: float
+) -> tuple[keras.Model, tuple[Split, Split]]:
+    """The trainable part of ``model`` and the splits as its inputs, if they fit the budget."""
+    parts = split_frozen(model)
+    needed = parts.bytes_per_image() * sum(len(split) for split in splits)
+    if needed > budget_gb * 1e9:
+        log.info(
+            "streaming every batch through the whole model: caching the frozen part's outputs "
+            "needs %.2f GB, train.cache_budget_gb is %s",
+            needed / 1e9,
+            budget_gb,
+        )
+        return model, splits
+    started = time.monotonic()
+    cached = tuple(
+        Split(
+            cached_outputs(parts.frozen, as_dataset(split, parts.inference_batch_size())),
+            split.labels,
+        )
+        for split in splits
+    )
+    log.info(
+        "cached the frozen part's outputs for %d images (%.2f GB) in %.1f s; training %s",
+        sum(len(split) for split in splits),
+        needed / 1e9,
+        time.monotonic() - started,
+        parts.trainable.name,
+    )
+    return parts.trainable, cached

@@ -6,15 +6,16 @@ import argparse
 from pathlib import Path
 
 from src.finetune.data import load_split
+from src.finetune.devices import configure
 from src.finetune.errors import run_stage
-from src.finetune.model import build_model
+from src.finetune.model import build_model, serving_model
 from src.finetune.params import load_params
 from src.finetune.resume import EpochBackup, fingerprint
 from src.finetune.tracking import track_stage
 from src.finetune.training import seed_everything, train_phase
 
 STAGE = "phase1_extract"
-PARAMS = ("seed", "data.image_size", "model", "phase1")
+PARAMS = ("seed", "data.image_size", "model", "phase1", "train")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,7 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     seed_everything(params.seed)
     train_split, val_split = load_split(args.data, "train"), load_split(args.data, "val")
 
-    with track_stage(STAGE, params, PARAMS) as tracker:
+    devices = configure(params.train)
+
+    with track_stage(STAGE, params, PARAMS) as tracker, devices.strategy.scope():
         tracker.link_inputs(args.data)
         model = build_model(
             params.model.keras_weights, params.model.dropout, params.data.image_size
@@ -40,6 +43,9 @@ def main(argv: list[str] | None = None) -> None:
             (train_split, val_split),
             name="phase1",
             phase=params.phase1,
+            cache=params.phase1.cache_features,
+            cache_budget_gb=params.train.cache_budget_gb,
+            jit_compile=devices.jit_compile,
             initial_epoch=0,
             seed=params.seed,
             tracker=tracker,
@@ -49,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
                 args.backup_dir, fingerprint(params.select(PARAMS), (args.data,)), STAGE
             ),
         )
+        if params.mlflow.log_models:
+            tracker.log_model(serving_model(model), "baseline_model")
 
 
 if __name__ == "__main__":

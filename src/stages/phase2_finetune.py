@@ -6,16 +6,17 @@ import argparse
 from pathlib import Path
 
 from src.finetune.data import load_split
+from src.finetune.devices import configure
 from src.finetune.errors import run_stage
 from src.finetune.history import read_history
-from src.finetune.model import load_checkpoint, unfreeze_top
+from src.finetune.model import load_checkpoint, serving_model, unfreeze_top
 from src.finetune.params import load_params
 from src.finetune.resume import EpochBackup, fingerprint
 from src.finetune.tracking import track_stage
 from src.finetune.training import seed_everything, train_phase
 
 STAGE = "phase2_finetune"
-PARAMS = ("seed", "phase2")
+PARAMS = ("seed", "phase2", "train")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,9 +35,11 @@ def main(argv: list[str] | None = None) -> None:
     train_split, val_split = load_split(args.data, "train"), load_split(args.data, "val")
     # The epoch count continues where phase 1 stopped, whatever phase1.epochs says now.
     initial_epoch = int(read_history(args.base_history)["epoch"].iloc[-1])
-    model = load_checkpoint(args.base_model, rerun="phase1_extract")
+    devices = configure(params.train)
+    with devices.strategy.scope():
+        model = load_checkpoint(args.base_model, rerun="phase1_extract")
 
-    with track_stage(STAGE, params, PARAMS) as tracker:
+    with track_stage(STAGE, params, PARAMS) as tracker, devices.strategy.scope():
         tracker.link_inputs(args.data, args.base_model, args.base_history)
         unfreeze_top(model, params.phase2.unfreeze_last)
         train_phase(
@@ -44,6 +47,9 @@ def main(argv: list[str] | None = None) -> None:
             (train_split, val_split),
             name="phase2",
             phase=params.phase2,
+            cache=True,
+            cache_budget_gb=params.train.cache_budget_gb,
+            jit_compile=devices.jit_compile,
             initial_epoch=initial_epoch,
             seed=params.seed,
             tracker=tracker,
@@ -55,6 +61,10 @@ def main(argv: list[str] | None = None) -> None:
                 STAGE,
             ),
         )
+        if params.mlflow.log_models:
+            tracker.log_model(
+                serving_model(model), "finetuned_model", register_as=params.mlflow.registered_model
+            )
 
 
 if __name__ == "__main__":

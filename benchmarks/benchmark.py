@@ -1,0 +1,166 @@
+"""Time both training phases of the pipeline against the tutorial recipe, on the same data
+and machine, in one run.
+
+    make bench        # python -m benchmarks.benchmark [--train 10000 --test 2000]
+
+A generated archive in the CIFAR-10 layout (random weights, so no download) is prepared by
+the pipeline's own `prepare` stage in a scratch DVC repository. Then, as whole processes:
+`dvc repro phase1_extract` and `dvc repro phase2_finetune` with the project's params.yaml
+(15 + 10 epochs, batch 64, caches on), and `benchmarks/recipe.py` for each phase (numpy
+arrays, batch 32, the frozen base on every image every epoch). Phase 2 uses lr 1e-3 on both
+sides, as the offline demo does, because random weights need it. Writes
+reports/benchmark.json and prints the README table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+from ruamel.yaml import YAML
+
+from src.finetune.files import copy_files, write_json
+from src.finetune.sample import write_archive
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = ("src", "benchmarks", "dvc.yaml", "params.yaml")
+PHASE2_LR = 1e-3
+
+
+def measure(command: list[str], cwd: Path) -> dict[str, float]:
+    """Wall time and peak resident memory of the biggest process the command starts."""
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env |= {"DVC_NO_ANALYTICS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    peak = 0
+    root = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, *(p.memory_info().rss for p in tree))
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.1)
+    wall = time.monotonic() - started
+    output = process.stdout.read() if process.stdout else ""
+    if process.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{output[-3000:]}")
+    return {"wall_s": round(wall, 1), "peak_rss_mb": round(peak / 2**20)}
+
+
+def scratch_repository(workdir: Path, n_train: int, n_test: int) -> dict:
+    copy_files(PROJECT, ROOT, workdir)
+    sha256 = write_archive(workdir / "data/raw/bench.tar.gz", n_train, n_test, seed=7)
+    yaml = YAML()
+    params = yaml.load((workdir / "params.yaml").read_text())
+    params["data"]["archive"], params["data"]["sha256"] = "data/raw/bench.tar.gz", sha256
+    params["model"]["weights"] = "none"
+    params["phase2"]["lr"] = PHASE2_LR
+    with (workdir / "params.yaml").open("w") as handle:
+        yaml.dump(params, handle)
+    measure(["dvc", "init", "--no-scm", "-q"], workdir)
+    shutil.copytree(ROOT / ".dvc/plots", workdir / ".dvc/plots")
+    measure(["dvc", "repro", "prepare"], workdir)
+    return params
+
+
+def last_val_accuracy(history: Path) -> float:
+    if history.suffix == ".csv":
+        return round(float(pd.read_csv(history)["val_accuracy"].iloc[-1]), 4)
+    return round(float(json.loads(history.read_text())["val_accuracy"][-1]), 4)
+
+
+def run(n_train: int, n_test: int) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="finetune-bench-"))
+    params = scratch_repository(workdir, n_train, n_test)
+    train_images = int(n_train * (1 - params["data"]["val_split"]))
+    epochs = {"phase1": params["phase1"]["epochs"], "phase2": params["phase2"]["epochs"]}
+    recipe = [sys.executable, "-m", "benchmarks.recipe", "--data", "data/prepared"]
+    recipe += ["--model", "recipe.keras"]
+    commands = {
+        ("phase1", "pipeline"): ["dvc", "repro", "phase1_extract"],
+        ("phase2", "pipeline"): ["dvc", "repro", "phase2_finetune"],
+        ("phase1", "recipe"): [*recipe, "--phase", "1", "--epochs", str(epochs["phase1"]),
+                               "--lr", str(params["phase1"]["lr"]), "--history", "r1.json"],
+        ("phase2", "recipe"): [*recipe, "--phase", "2", "--epochs", str(epochs["phase2"]),
+                               "--initial-epoch", str(epochs["phase1"]), "--lr", str(PHASE2_LR),
+                               "--unfreeze-last", str(params["phase2"]["unfreeze_last"]),
+                               "--history", "r2.json"],
+    }  # fmt: skip
+    histories = {
+        ("phase1", "pipeline"): "reports/phase1_history.csv",
+        ("phase2", "pipeline"): "reports/phase2_history.csv",
+        ("phase1", "recipe"): "r1.json",
+        ("phase2", "recipe"): "r2.json",
+    }
+    results: dict = {}
+    for (phase, side), command in commands.items():
+        print(f"timing {side} {phase}: {' '.join(command)}", flush=True)
+        numbers = measure(command, workdir)
+        numbers["images_per_s"] = round(train_images * epochs[phase] / numbers["wall_s"], 1)
+        numbers["val_accuracy"] = last_val_accuracy(workdir / histories[(phase, side)])
+        results.setdefault(phase, {})[side] = numbers
+        print(f"  {numbers}", flush=True)
+    for phase in results.values():
+        phase["speedup"] = round(phase["recipe"]["wall_s"] / phase["pipeline"]["wall_s"], 1)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "machine": {
+            "cpu_cores": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 1e9),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "data": {
+            "train_images": train_images,
+            "val_images": n_train - train_images,
+            "image_size": params["data"]["image_size"],
+            "epochs": epochs,
+        },
+        "phases": results,
+    }
+
+
+def table(report: dict) -> str:
+    lines = [
+        "| phase | | wall time (s) | images/s | peak memory (MB) | val accuracy | speed-up |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for phase, sides in report["phases"].items():
+        for side in ("recipe", "pipeline"):
+            n = sides[side]
+            speedup = f"**{sides['speedup']}x**" if side == "pipeline" else ""
+            lines.append(
+                f"| {phase} | {side} | {n['wall_s']} | {n['images_per_s']} | "
+                f"{n['peak_rss_mb']} | {n['val_accuracy']} | {speedup} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", type=int, default=10_000, help="generated training images")
+    parser.add_argument("--test", type=int, default=2_000, help="generated test images")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports/benchmark.json")
+    args = parser.parse_args()
+    report = run(args.train, args.test)
+    write_json(args.out, report)
+    print(table(report))
+
+
+if __name__ == "__main__":
+    main()
