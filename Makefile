@@ -18,7 +18,7 @@ install-gpu: install ## Also install TensorFlow's CUDA libraries, on a machine w
 install-s3: install ## Also install dvc-s3, for DVC remotes on S3 or S3-compatible storage
 	$(BIN)pip install -q -r requirements-s3.txt
 
-demo: ## Whole pipeline offline: generated sample archive, random weights (~3-4 min on 2 CPU cores)
+demo: ## Whole pipeline offline: generated sample archive, random weights (~1-2 min on 2 CPU cores)
 	mkdir -p $(dir $(DEMO_ARCHIVE))
 	$(PYTHON) -m src.finetune.sample $(DEMO_ARCHIVE) --train 2000 --test 500 > $(DEMO_ARCHIVE).sha256
 	PATH="$(BIN):$$PATH" $(BIN)dvc exp run \
@@ -28,7 +28,7 @@ demo: ## Whole pipeline offline: generated sample archive, random weights (~3-4 
 repro: ## The full experiment (needs network once for CIFAR-10 and the ImageNet weights)
 	PATH="$(BIN):$$PATH" $(BIN)dvc repro
 
-test: ## The whole test suite, end-to-end tests included (~5 min on 2 CPU cores)
+test: ## The whole test suite, end-to-end tests included (~12 min on 2 CPU cores)
 	$(PYTHON) -m pytest
 
 test-fast: ## Unit and stage tests only
