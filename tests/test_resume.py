@@ -1,6 +1,7 @@
 """The per-epoch backup: what a killed attempt leaves behind, and how training resumes from it."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -64,12 +65,15 @@ def test_restore_brings_back_weights_and_optimizer_state(interrupted, caplog):
     assert int(model.optimizer.iterations) == int(trained.optimizer.iterations) > 0
 
 
-def test_resumed_training_runs_only_the_missing_epochs_and_lists_each_once(interrupted, tmp_path):
-    source, _ = interrupted
-    directory = tmp_path / "backup"
-    directory.mkdir()
-    for file in source.iterdir():
-        (directory / file.name).write_bytes(file.read_bytes())
+@pytest.fixture
+def directory(interrupted, tmp_path):
+    """A copy of the interrupted run's backup, for a test to resume from or discard."""
+    copy = tmp_path / "backup"
+    shutil.copytree(interrupted[0], copy)
+    return copy
+
+
+def test_resumed_training_runs_only_the_missing_epochs_and_lists_each_once(directory):
     seen: list[int] = []
     history = fit(fresh_model(), EpochBackup(directory, "same", "phase2_finetune"), 3, 5, seen=seen)
     assert history["epoch"].tolist() == [6, 7, 8]
@@ -77,12 +81,7 @@ def test_resumed_training_runs_only_the_missing_epochs_and_lists_each_once(inter
     assert json.loads((directory / STATE_FILE).read_text())["epoch"] == 8
 
 
-def test_backup_of_other_params_or_inputs_is_discarded(interrupted, tmp_path):
-    source, _ = interrupted
-    directory = tmp_path / "backup"
-    directory.mkdir()
-    for file in source.iterdir():
-        (directory / file.name).write_bytes(file.read_bytes())
+def test_backup_of_other_params_or_inputs_is_discarded(directory):
     resumed = EpochBackup(directory, "other", "phase2_finetune").restore(fresh_model())
     assert resumed.epoch == 0 and not directory.exists()
 
@@ -95,12 +94,8 @@ def test_weights_without_a_committed_state_are_an_unfinished_backup(tmp_path):
     assert not directory.exists()
 
 
-def test_all_epochs_backed_up_but_model_not_saved_trains_nothing_more(interrupted, tmp_path):
-    source, trained = interrupted
-    directory = tmp_path / "backup"
-    directory.mkdir()
-    for file in source.iterdir():
-        (directory / file.name).write_bytes(file.read_bytes())
+def test_all_epochs_backed_up_but_model_not_saved_trains_nothing_more(interrupted, directory):
+    _, trained = interrupted
     model = fresh_model()
     history = fit(model, EpochBackup(directory, "same", "phase2_finetune"), 2, 5)
     assert history["epoch"].tolist() == [6, 7]
