@@ -21,7 +21,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from src.finetune.model import BASE_NAME, InferenceMode, base_of
+from src.finetune.model import (
+    BASE_NAME,
+    RESIZE_NAME,
+    InferenceMode,
+    apply_head,
+    base_of,
+    image_input,
+)
 
 BYTES_PER_FLOAT = 4
 # Inference has no batch statistics, so the batch size is free; larger batches run the frozen
@@ -39,7 +46,7 @@ class FrozenSplit:
 
     def inference_batch_size(self) -> int:
         height, width = self.frozen.inputs[0].shape[1:3]
-        resize = next((layer for layer in self.frozen.layers if layer.name == "resize"), None)
+        resize = next((layer for layer in self.frozen.layers if layer.name == RESIZE_NAME), None)
         if resize is not None:
             height, width = resize.output.shape[1:3]
         return max(16, INFERENCE_PIXELS // (height * width))
@@ -80,22 +87,11 @@ def _split_inside_base(model: keras.Model, base: keras.Model, first: int) -> Fro
 
     bottom = keras.Model(base.inputs, boundary, name="frozen_bottom")
     top_model = keras.Model(boundary, base.output, name="trainable_top")
-    frozen = _around_base(model, InferenceMode(bottom, name="frozen_bottom_inference"))
+    images, resized = image_input(model)
+    frozen = keras.Model(images, InferenceMode(bottom, name="frozen_bottom_inference")(resized))
     inputs = [keras.Input(shape=t.shape[1:], name=f"cached_{i}") for i, t in enumerate(boundary)]
-    x = InferenceMode(top_model, name=BASE_NAME)(inputs)
-    for name in ("avg_pool", "head_dropout", "probs"):
-        x = model.get_layer(name)(x)
-    return FrozenSplit(frozen, keras.Model(inputs, x, name="trainable"))
-
-
-def _around_base(model: keras.Model, replacement: keras.layers.Layer) -> keras.Model:
-    """The full model's input and resizing, then ``replacement`` in the place of the base."""
-    inputs = keras.Input(shape=model.inputs[0].shape[1:], name="image")
-    x = inputs
-    if any(layer.name == "resize" for layer in model.layers):
-        x = model.get_layer("resize")(x)
-    outputs = replacement(x)
-    return keras.Model(inputs, outputs if isinstance(outputs, list) else [outputs])
+    outputs = apply_head(model, InferenceMode(top_model, name=BASE_NAME)(inputs))
+    return FrozenSplit(frozen, keras.Model(inputs, outputs, name="trainable"))
 
 
 def cached_outputs(frozen: keras.Model, batches: tf.data.Dataset) -> tuple[np.ndarray, ...]:

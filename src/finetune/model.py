@@ -11,6 +11,8 @@ from src.finetune.errors import PipelineError
 from src.finetune.files import atomic_path
 
 BASE_NAME = "base"
+RESIZE_NAME = "resize"
+HEAD_NAMES = ("avg_pool", "head_dropout", "probs")
 
 
 @keras.saving.register_keras_serializable(package="finetune")
@@ -45,7 +47,7 @@ def build_model(weights: str | None, dropout: float, image_size: int) -> keras.M
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
     x = inputs
     if image_size != IMAGE_SHAPE[0]:
-        x = keras.layers.Resizing(image_size, image_size, name="resize")(x)
+        x = keras.layers.Resizing(image_size, image_size, name=RESIZE_NAME)(x)
     x = InferenceMode(base, name=BASE_NAME)(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
@@ -87,14 +89,26 @@ def serving_model(model: keras.Model) -> keras.Model:
     The wrapper only matters during training; without it, a saved model holds nothing but
     standard Keras layers, so ``mlflow.keras.load_model`` loads it without this package.
     """
+    inputs, x = image_input(model)
+    return keras.Model(
+        inputs, apply_head(model, base_of(model)(x, training=False)), name=model.name
+    )
+
+
+def image_input(model: keras.Model) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """A new image input and, after ``model``'s resizing if it has one, what the base gets."""
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
     x = inputs
-    if any(layer.name == "resize" for layer in model.layers):
-        x = model.get_layer("resize")(x)
-    x = base_of(model)(x, training=False)
-    for name in ("avg_pool", "head_dropout", "probs"):
-        x = model.get_layer(name)(x)
-    return keras.Model(inputs, x, name=model.name)
+    if any(layer.name == RESIZE_NAME for layer in model.layers):
+        x = model.get_layer(RESIZE_NAME)(x)
+    return inputs, x
+
+
+def apply_head(model: keras.Model, features: keras.KerasTensor) -> keras.KerasTensor:
+    """``model``'s own head layers (shared, not copied) applied to the base's output."""
+    for name in HEAD_NAMES:
+        features = model.get_layer(name)(features)
+    return features
 
 
 def unfreeze_top(model: keras.Model, count: int) -> None:

@@ -86,9 +86,11 @@ def train(
             verbose=1 if sys.stdout.isatty() else 2,
         )
     frame = history_frame(rows)
-    if not _finite(frame):
+    try:
+        _fail_on_divergence(frame, lr_param)
+    except PipelineError:
         backup.discard()  # resuming from diverged weights would only diverge again
-    _fail_on_divergence(frame, lr_param)
+        raise
     return frame
 
 
@@ -107,10 +109,6 @@ def _record(rows: list, epoch: int, logs: dict[str, float], on_epoch_end: EpochH
 
 def _floats(logs: dict | None) -> dict[str, float]:
     return {key: float(value) for key, value in (logs or {}).items()}
-
-
-def _finite(frame: pd.DataFrame) -> bool:
-    return bool(frame["loss"].map(math.isfinite).all())
 
 
 def _fail_on_divergence(frame: pd.DataFrame, lr_param: str) -> None:
@@ -184,7 +182,8 @@ def cached_training(
 ) -> tuple[keras.Model, tuple[Split, Split]]:
     """The trainable part of ``model`` and the splits as its inputs, if they fit the budget."""
     parts = split_frozen(model)
-    needed = parts.bytes_per_image() * sum(len(split) for split in splits)
+    images = sum(len(split) for split in splits)
+    needed = parts.bytes_per_image() * images
     if needed > budget_gb * 1e9:
         log.info(
             "streaming every batch through the whole model: caching the frozen part's outputs "
@@ -203,7 +202,7 @@ def cached_training(
     )
     log.info(
         "cached the frozen part's outputs for %d images (%.2f GB) in %.1f s; training %s",
-        sum(len(split) for split in splits),
+        images,
         needed / 1e9,
         time.monotonic() - started,
         parts.trainable.name,

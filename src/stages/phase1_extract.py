@@ -30,7 +30,6 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     seed_everything(params.seed)
     train_split, val_split = load_split(args.data, "train"), load_split(args.data, "val")
-
     devices = configure(params.train)
 
     with track_stage(STAGE, params, PARAMS) as tracker, devices.strategy.scope():
