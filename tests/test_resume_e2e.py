@@ -36,10 +36,11 @@ def repro_killing(repo: Path, stage: str) -> tuple[str, int]:
         assert dvc.poll() is None, f"dvc ended before {stage} backed up an epoch"
         assert time.monotonic() < deadline, f"{stage} backed up no epoch in 300 s"
         time.sleep(0.02)
+    # The stage's own Python process, not the `sh -c` that runs it where SHELL is dash.
     (victim,) = [
         p
         for p in psutil.Process(dvc.pid).children(recursive=True)
-        if f"src.stages.{stage}" in " ".join(p.cmdline())
+        if f"src.stages.{stage}" in p.cmdline()
     ]
     victim.kill()
     output, _ = dvc.communicate(timeout=120)
