@@ -6,8 +6,8 @@ import pytest
 
 from src.finetune.caching import cached_outputs, split_frozen
 from src.finetune.model import build_model, compile_for_training, load_checkpoint, unfreeze_top
-from src.finetune.training import as_dataset, cached_training, train
-from tests.test_model import tiny_split
+from src.finetune.training import as_dataset, cached_training
+from tests.test_model import brief_train, tiny_split
 
 
 def fresh(unfreeze: int | None, image_size: int = 32) -> keras.Model:
@@ -46,16 +46,7 @@ def test_trainable_part_on_cached_outputs_equals_the_full_model(
 
 def run_phase(trainable, splits, lr=1e-3):
     compile_for_training(trainable, lr)
-    return train(
-        trainable,
-        *splits,
-        batch_size=10,
-        epochs=2,
-        initial_epoch=0,
-        seed=0,
-        on_epoch_end=lambda *_: None,
-        lr_param="phase1.lr",
-    )
+    return brief_train(trainable, *splits, epochs=2)
 
 
 @pytest.mark.parametrize("unfreeze", [None, 40])

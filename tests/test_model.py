@@ -31,6 +31,19 @@ def tiny_split(n: int = 20, seed: int = 0) -> Split:
     )
 
 
+def brief_train(model: keras.Model, train_split: Split, val_split: Split, **overrides):
+    """``train`` with the tests' defaults: batch 10, one epoch from 0, seed 0, no hook."""
+    arguments = {
+        "batch_size": 10,
+        "epochs": 1,
+        "initial_epoch": 0,
+        "seed": 0,
+        "on_epoch_end": lambda *_: None,
+        "lr_param": "phase1.lr",
+    }
+    return train(model, train_split, val_split, **(arguments | overrides))
+
+
 def test_head_sits_on_a_frozen_base(model):
     assert [layer.name for layer in model.layers] == [
         "image",
@@ -86,17 +99,7 @@ def test_checkpoint_keeps_the_base_in_inference_mode_and_batchnorm_fixed(model, 
         "frozen": frozen.weights[0].numpy().copy(),
     }
     split = tiny_split()
-    train(
-        loaded,
-        split,
-        split,
-        batch_size=10,
-        epochs=1,
-        initial_epoch=0,
-        seed=0,
-        on_epoch_end=lambda *_: None,
-        lr_param="phase2.lr",
-    )
+    brief_train(loaded, split, split, lr_param="phase2.lr")
     assert np.array_equal(bn.moving_mean.numpy(), before["bn"])
     assert np.array_equal(frozen.weights[0].numpy(), before["frozen"])
     assert not np.array_equal(conv.weights[0].numpy(), before["conv"])

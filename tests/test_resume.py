@@ -10,8 +10,7 @@ import pytest
 from src.finetune.errors import PipelineError
 from src.finetune.model import build_model, compile_for_training
 from src.finetune.resume import STATE_FILE, EpochBackup, fingerprint
-from src.finetune.training import train
-from tests.test_model import tiny_split
+from tests.test_model import brief_train, tiny_split
 
 
 def fresh_model(lr: float = 1e-3) -> keras.Model:
@@ -22,16 +21,13 @@ def fresh_model(lr: float = 1e-3) -> keras.Model:
 
 
 def fit(model, backup, epochs, initial_epoch=0, seen=None):
-    return train(
+    return brief_train(
         model,
         tiny_split(),
         tiny_split(seed=1),
-        batch_size=10,
         epochs=epochs,
         initial_epoch=initial_epoch,
-        seed=0,
         on_epoch_end=lambda epoch, logs: (seen if seen is not None else []).append(epoch),
-        lr_param="phase1.lr",
         backup=backup,
     )
 

@@ -8,8 +8,8 @@ import pytest
 from src.finetune.errors import PipelineError
 from src.finetune.history import HISTORY_COLUMNS
 from src.finetune.model import build_model, compile_for_training
-from src.finetune.training import _fail_on_divergence, as_dataset, train
-from tests.test_model import tiny_split
+from src.finetune.training import _fail_on_divergence, as_dataset
+from tests.test_model import brief_train, tiny_split
 
 
 def test_batches_are_float_pixels_and_one_hot_labels():
@@ -38,14 +38,12 @@ def test_train_continues_the_epoch_count_and_reports_each_epoch_live():
     model = build_model(weights=None, dropout=0.0, image_size=32)
     compile_for_training(model, 1e-3)
     seen = []
-    history = train(
+    history = brief_train(
         model,
         tiny_split(),
         tiny_split(seed=1),
-        batch_size=10,
         epochs=2,
         initial_epoch=3,
-        seed=0,
         on_epoch_end=lambda epoch, logs: seen.append((epoch, sorted(logs))),
         lr_param="phase2.lr",
     )
