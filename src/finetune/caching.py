@@ -23,11 +23,11 @@ import tensorflow as tf
 
 from src.finetune.model import (
     BASE_NAME,
-    RESIZE_NAME,
     InferenceMode,
     apply_head,
     base_of,
     image_input,
+    resize_layer,
 )
 
 BYTES_PER_FLOAT = 4
@@ -46,7 +46,7 @@ class FrozenSplit:
 
     def inference_batch_size(self) -> int:
         height, width = self.frozen.inputs[0].shape[1:3]
-        resize = next((layer for layer in self.frozen.layers if layer.name == RESIZE_NAME), None)
+        resize = resize_layer(self.frozen)
         if resize is not None:
             height, width = resize.output.shape[1:3]
         return max(16, INFERENCE_PIXELS // (height * width))

@@ -98,10 +98,13 @@ def serving_model(model: keras.Model) -> keras.Model:
 def image_input(model: keras.Model) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """A new image input and, after ``model``'s resizing if it has one, what the base gets."""
     inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
-    x = inputs
-    if any(layer.name == RESIZE_NAME for layer in model.layers):
-        x = model.get_layer(RESIZE_NAME)(x)
-    return inputs, x
+    resize = resize_layer(model)
+    return inputs, inputs if resize is None else resize(inputs)
+
+
+def resize_layer(model: keras.Model) -> keras.layers.Layer | None:
+    """The layer resizing images to ``data.image_size``; None when they stay 32x32."""
+    return next((layer for layer in model.layers if layer.name == RESIZE_NAME), None)
 
 
 def apply_head(model: keras.Model, features: keras.KerasTensor) -> keras.KerasTensor:
