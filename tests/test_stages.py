@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -12,6 +13,8 @@ from mlflow.tracking import MlflowClient
 from src.finetune.errors import run_stage
 from src.stages import evaluate, phase1_extract, phase2_finetune, prepare, report
 from tests.conftest import ROOT, TINY_TEST, TINY_TRAIN, stage_args, write_params
+
+RECORDED = ROOT / "tests/fixtures/defaults"
 
 STAGES = (prepare, phase1_extract, phase2_finetune, evaluate, report)
 PREPARED = "data/prepared"
@@ -32,6 +35,21 @@ def test_histories_number_epochs_across_both_phases(pipeline):
     phase2 = pd.read_csv(pipeline / "reports/phase2_history.csv")
     assert list(phase1.columns) == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
     assert phase1["epoch"].tolist() == [1, 2] and phase2["epoch"].tolist() == [3, 4]
+
+
+def test_defaults_reproduce_the_recorded_histories_and_metrics(pipeline):
+    """Every key added since the recording, at its default, leaves the recipe's numbers alone."""
+    for name in ("phase1_history.csv", "phase2_history.csv"):
+        recorded = pd.read_csv(RECORDED / name)
+        produced = pd.read_csv(pipeline / "reports" / name)
+        assert list(produced.columns) == list(recorded.columns)
+        np.testing.assert_allclose(produced.to_numpy(), recorded.to_numpy(), rtol=1e-6, atol=0)
+    recorded = json.loads((RECORDED / "metrics.json").read_text())
+    produced = json.loads((pipeline / "reports/metrics.json").read_text())
+    per_class = produced.pop("per_class_accuracy")
+    for checkpoint, accuracies in recorded.pop("per_class_accuracy").items():
+        assert per_class[checkpoint] == pytest.approx(accuracies, rel=1e-6)
+    assert produced == pytest.approx(recorded, rel=1e-6)
 
 
 def test_evaluate_writes_the_comparison_and_a_confusion_table(pipeline):
