@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from src.finetune.batches import batches
 from src.finetune.data import load_split, read_archive, save_splits, split_validation
-from src.finetune.model import build_model, compile_for_training, unfreeze_top
+from src.finetune.model import build_model, unfreeze_top
 from src.finetune.sample import write_archive
-from src.finetune.training import as_dataset
 
 
 def prepare(out: Path) -> None:
@@ -54,14 +54,14 @@ def main() -> None:
 
     model = build_model(weights=None, dropout=0.3, image_size=224)
     unfreeze_top(model, 40)
-    compile_for_training(model, 1e-3)
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
     model.fit(
-        as_dataset(train, args.batch_size, shuffle_seed=0),
+        batches(train, args.batch_size, shuffle_seed=0),
         steps_per_epoch=args.steps,
         epochs=1,
         verbose=2,
     )
-    model.predict(as_dataset(val, args.batch_size).take(args.steps), verbose=0)
+    model.predict(batches(val, args.batch_size).take(args.steps), verbose=0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(
         json.dumps(

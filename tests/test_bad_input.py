@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from src.finetune.data import sha256_of
 from src.finetune.errors import run_stage
 from src.stages import evaluate, phase1_extract, phase2_finetune, prepare, report
-from tests.conftest import PIPELINE, REMOVE, stage_args, tiny_overrides, write_params
+from tests.helpers import PIPELINE, REMOVE, stage_args, tiny_overrides, write_params
 
 STAGES = {m.STAGE: m for m in (prepare, phase1_extract, phase2_finetune, evaluate, report)}
 
@@ -201,6 +201,26 @@ CASES = {
         "report",
         "metrics.json is not valid JSON",
         breaks=replace("reports/metrics.json", lambda _: b"{'accuracy': "),
+    ),
+    "metrics-without-its-keys": Case(
+        "report",
+        "metrics.json lacks finetuned_accuracy",
+        breaks=replace("reports/metrics.json", lambda _: b'{"baseline_accuracy": 0.5}'),
+    ),
+    "summary-not-json": Case(
+        "report",
+        "phase2_summary.json is not valid JSON",
+        breaks=replace("reports/phase2_summary.json", lambda _: b"{"),
+    ),
+    "warm-up-as-long-as-the-phase": Case(
+        "prepare",
+        "phase2.warmup_epochs: 2 must be fewer than the phase's epochs (2)",
+        {"phase2.warmup_epochs": 2},
+    ),
+    "unknown-optimizer": Case(
+        "prepare",
+        "phase1.optimizer: input should be 'adam', 'adamw' or 'sgd'",
+        {"phase1.optimizer": "lamb"},
     ),
     "training-turns-nan": Case(
         "phase1_extract", "training diverged: the loss is not finite", {"phase1.lr": 1e38}

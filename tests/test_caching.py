@@ -3,16 +3,17 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from src.finetune.caching import cached_outputs, split_frozen
-from src.finetune.model import build_model, compile_for_training, load_checkpoint, unfreeze_top
-from src.finetune.training import as_dataset, cached_training
-from tests.test_model import brief_train, tiny_split
+from src.finetune.batches import batches
+from src.finetune.caching import cut_below_trainable, frozen_outputs
+from src.finetune.model import load_checkpoint, unfreeze_top
+from src.finetune.training import training_inputs
+from tests.helpers import augment, brief_train, fresh_model, tiny_plan, tiny_split
 
 
 def fresh(unfreeze: int | None, image_size: int = 32) -> keras.Model:
-    keras.utils.set_random_seed(0)
-    model = build_model(weights=None, dropout=0.3, image_size=image_size)
+    model = fresh_model(dropout=0.3, image_size=image_size)
     if unfreeze is not None:
         unfreeze_top(model, unfreeze)
     return model
@@ -30,38 +31,34 @@ def test_trainable_part_on_cached_outputs_equals_the_full_model(
     unfreeze, image_size, cached_shapes
 ):
     model = fresh(unfreeze, image_size)
-    parts = split_frozen(model)
+    cut = cut_below_trainable(model)
     split = tiny_split(n=8)
-    cached = cached_outputs(parts.frozen, as_dataset(split, 4))
+    cached = frozen_outputs(cut.frozen, batches(split, 4))
     assert [c.shape[1:] for c in cached] == cached_shapes
     np.testing.assert_allclose(
-        parts.trainable.predict(list(cached), verbose=0),
-        model.predict(as_dataset(split, 4), verbose=0),
+        cut.trainable.predict(list(cached), verbose=0),
+        model.predict(batches(split, 4).map(lambda x, _: x), verbose=0),
         atol=1e-6,
     )
-    shared = {id(v) for v in parts.trainable.trainable_weights}
+    shared = {id(v) for v in cut.trainable.trainable_weights}
     assert shared == {id(v) for v in model.trainable_weights}, "the same variables train"
-    assert parts.bytes_per_image() == sum(4 * int(np.prod(s)) for s in cached_shapes)
-
-
-def run_phase(trainable, splits, lr=1e-3):
-    compile_for_training(trainable, lr)
-    return brief_train(trainable, *splits, epochs=2)
+    assert cut.bytes_per_image() == sum(4 * int(np.prod(s)) for s in cached_shapes)
 
 
 @pytest.mark.parametrize("unfreeze", [None, 40])
 def test_cached_training_matches_streaming_and_saves_the_full_model(unfreeze, tmp_path):
     splits = (tiny_split(n=40), tiny_split(n=20, seed=1))
-    streamed_model = fresh(unfreeze)
-    streamed = run_phase(streamed_model, splits)
+    phase = {"phase": "phase2", "unfreeze_last": unfreeze} if unfreeze else {}
+    streamed_model = fresh_model(dropout=0.3)
+    streamed = brief_train(streamed_model, splits, epochs=2, cache=False, **phase)
+    model = fresh_model(dropout=0.3)
+    cached = brief_train(model, splits, epochs=2, cache=True, cache_budget_gb=1.0, **phase)
+    assert "cached outputs" in cached.inputs
 
-    model = fresh(unfreeze)
-    trainable, cached_splits = cached_training(model, splits, budget_gb=1.0)
-    assert trainable is not model
-    cached = run_phase(trainable, cached_splits)
-
-    np.testing.assert_allclose(cached["loss"], streamed["loss"], rtol=1e-3)
-    np.testing.assert_allclose(cached["val_accuracy"], streamed["val_accuracy"], atol=0.05)
+    np.testing.assert_allclose(cached.frame["loss"], streamed.frame["loss"], rtol=1e-3)
+    np.testing.assert_allclose(
+        cached.frame["val_accuracy"], streamed.frame["val_accuracy"], atol=0.05
+    )
     path = tmp_path / "model.keras"
     model.save(path)
     reloaded = load_checkpoint(path, rerun="phase1_extract")
@@ -77,10 +74,44 @@ def test_cached_training_matches_streaming_and_saves_the_full_model(unfreeze, tm
 def test_outputs_over_the_budget_stream_through_the_whole_model():
     model = fresh(40)
     splits = (tiny_split(n=10), tiny_split(n=10, seed=1))
-    trainable, same = cached_training(model, splits, budget_gb=1e-6)
-    assert trainable is model and same == splits
+    plan = tiny_plan(phase="phase2", unfreeze_last=40, cache=True, cache_budget_gb=1e-6)
+    inputs = training_inputs(model, splits, plan)
+    assert inputs.view is model
+    assert (
+        "streaming" in inputs.description and "train.cache_budget_gb is 1e-06" in inputs.description
+    )
+
+
+def test_augmentation_never_poisons_the_cache_with_one_plain_view():
+    """With augmentation on, the cache holds augmented views (or the phase streams); the
+    validation cache stays plain."""
+    model = fresh(None)
+    splits = (tiny_split(n=10), tiny_split(n=10, seed=1))
+    on = augment(flip=True, crop_pad=4)
+    plain = training_inputs(model, splits, tiny_plan(cache=True, cache_budget_gb=1.0))
+    views = training_inputs(
+        model, splits, tiny_plan(cache=True, cache_budget_gb=1.0, augment=on, cached_views=3)
+    )
+    streamed = training_inputs(
+        model, splits, tiny_plan(cache=True, cache_budget_gb=1.0, augment=on, cached_views=0)
+    )
+    assert "3 augmented views" in views.description
+    assert "streaming" in streamed.description and streamed.view is model
+
+    def features(inputs, epoch):
+        for callback in inputs.per_epoch:
+            callback.on_epoch_begin(epoch)
+        return np.concatenate([tf.nest.flatten(x)[0].numpy() for x, _ in inputs.train])
+
+    unaugmented = np.sort(features(plain, 0), axis=0)
+    per_view = [np.sort(features(views, epoch), axis=0) for epoch in range(4)]
+    assert not np.allclose(per_view[0], unaugmented), "augmented, not the plain features"
+    assert not np.allclose(per_view[0], per_view[1]), "each epoch its own view"
+    np.testing.assert_array_equal(per_view[3], per_view[0])  # epoch 3 cycles back to view 0
+    for ours, theirs in zip(views.validation, plain.validation, strict=True):
+        np.testing.assert_array_equal(tf.nest.flatten(ours)[0], tf.nest.flatten(theirs)[0])
 
 
 @pytest.mark.parametrize(("image_size", "batch"), [(32, 512), (64, 128), (224, 16)])
 def test_the_frozen_part_runs_in_batches_sized_to_the_image_area(image_size, batch):
-    assert split_frozen(fresh(None, image_size)).inference_batch_size() == batch
+    assert cut_below_trainable(fresh(None, image_size)).inference_batch_size() == batch

@@ -19,7 +19,7 @@ from src.finetune.data import (
 )
 from src.finetune.errors import PipelineError
 from src.finetune.sample import CLASS_NAMES, write_archive
-from tests.conftest import TINY_TEST, TINY_TRAIN
+from tests.helpers import TINY_TEST, TINY_TRAIN
 
 
 def write_members(path, members: dict[str, bytes]) -> None:

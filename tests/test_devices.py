@@ -13,12 +13,14 @@ from src.finetune.devices import configure
 from src.finetune.errors import PipelineError
 from src.finetune.model import build_model
 from src.finetune.params import TrainParams
-from tests.conftest import ROOT, free_port
+from tests.helpers import ROOT, free_port
 
 
 def switches(**overrides) -> TrainParams:
     values = {
         "cache_budget_gb": 1.0,
+        "cached_views": 0,
+        "deterministic": False,
         "mixed_precision": "auto",
         "jit_compile": "auto",
         "distribution": "auto",
@@ -48,6 +50,17 @@ def test_mixed_precision_keeps_the_softmax_in_float32(restore_policy):
     assert model.outputs[0].dtype == "float32"
 
 
+def test_deterministic_ops_win_over_xla_and_say_so_once(restore_policy, caplog):
+    caplog.set_level("INFO")
+    devices = configure(switches(jit_compile=True, deterministic=True))
+    assert not devices.jit_compile
+    notes = [r.getMessage() for r in caplog.records if "XLA is off" in r.getMessage()]
+    assert len(notes) == 1 and "train.deterministic: false" in notes[0]
+    caplog.clear()
+    assert configure(switches(jit_compile=False, deterministic=True)).jit_compile is False
+    assert not [r for r in caplog.records if "XLA is off" in r.getMessage()]
+
+
 def test_multi_worker_without_a_cluster_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(PipelineError, match="multi_worker needs TF_CONFIG"):
@@ -61,31 +74,30 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from src.finetune.data import Split, load_split
+from src.finetune.data import load_split
 from src.finetune.devices import configure
-from src.finetune.model import build_model, compile_for_training, unfreeze_top
 from src.finetune.params import TrainParams
 from src.finetune.training import seed_everything, train
+from tests.helpers import fresh_model, tiny_plan
 
 seed_everything(0)
-devices = configure(TrainParams(cache_budget_gb=1.0, mixed_precision="auto",
-                                jit_compile="auto", distribution=sys.argv[1]))
+devices = configure(TrainParams(cache_budget_gb=1.0, cached_views=0, deterministic=True,
+                                mixed_precision="auto", jit_compile="auto",
+                                distribution=sys.argv[1]))
 data = sys.argv[2]
+plan = tiny_plan(phase="phase2", epochs=2, batch_size=30, **json.loads(sys.argv[3]))
 with devices.strategy.scope():
-    model = build_model(None, 0.0, 32)
-    unfreeze_top(model, 80)
-    compile_for_training(model, 1e-3)
-    history = train(model, load_split(data, "train"), load_split(data, "val"), batch_size=30,
-                    epochs=2, initial_epoch=0, seed=0, on_epoch_end=lambda *_: None,
-                    lr_param="phase1.lr")
+    model = fresh_model()
+    history = train(model, (load_split(data, "train"), load_split(data, "val")), plan)
 print(json.dumps({"replicas": devices.strategy.num_replicas_in_sync,
-                  "history": history.to_dict("list")}))
+                  "history": history.frame.to_dict("list")}))
 """
 
 
-def train_on(distribution: str, data, **env: str) -> dict:
+def train_on(distribution: str, data, plan: dict | None = None, **env: str) -> dict:
+    plan = plan or {"unfreeze_last": 40}
     result = subprocess.run(
-        [sys.executable, "-c", MIRRORED, distribution, str(data)],
+        [sys.executable, "-c", MIRRORED, distribution, str(data), json.dumps(plan)],
         cwd=ROOT,
         env=os.environ | env,
         capture_output=True,
@@ -97,11 +109,15 @@ def train_on(distribution: str, data, **env: str) -> dict:
 
 
 def test_mirrored_training_on_two_logical_cpus_matches_single_device(pipeline):
-    mirrored = train_on("mirrored", pipeline / "data/prepared")
-    single = train_on("none", pipeline / "data/prepared")
+    """Discriminative rates and gradual unfreezing too: Keras's MultiOptimizer under
+    MirroredStrategy, one optimizer per block, the second joining at the second epoch."""
+    plan = {"unfreeze_last": 121 + 10, "lr_decay": 0.5, "unfreeze_every": 1, "cache": True}
+    mirrored = train_on("mirrored", pipeline / "data/prepared", plan | {"cache_budget_gb": 1.0})
+    single = train_on("none", pipeline / "data/prepared", plan | {"cache_budget_gb": 1.0})
     assert mirrored["replicas"] == 2 and single["replicas"] == 1
     assert mirrored["history"].keys() == single["history"].keys()
     assert mirrored["history"]["epoch"] == single["history"]["epoch"] == [1, 2]
+    assert mirrored["history"]["lr"] == pytest.approx(single["history"]["lr"])
     for key in ("accuracy", "val_accuracy"):
         for ours, theirs in zip(mirrored["history"][key], single["history"][key], strict=True):
             assert 0.0 <= ours <= 1.0 and abs(ours - theirs) <= 0.15

@@ -1,12 +1,14 @@
 """dvc.yaml declares exactly what each stage's code reads and writes."""
 
+import ast
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from src.stages import evaluate, phase1_extract, phase2_finetune, prepare, report
-from tests.conftest import PIPELINE, ROOT
+from tests.helpers import PIPELINE, ROOT
 
 MODULES = {
     "prepare": prepare,
@@ -52,3 +54,56 @@ def test_every_path_in_a_command_is_a_declared_dep_or_out(name):
     assert exchanged and exchanged <= declared
     assert f"src/stages/{name}.py" in declared
     assert all((ROOT / dep).exists() for dep in paths(stage["deps"]) if dep.startswith("src/"))
+
+
+# Imported by stages but changing nothing they compute: how runs are logged, how errors read,
+# how files are written. dvc.yaml leaves them out of the deps on purpose.
+LOGGING_ONLY = {
+    "src/finetune/__init__.py",
+    "src/finetune/errors.py",
+    "src/finetune/files.py",
+    "src/finetune/live_logging.py",
+    "src/finetune/tracking.py",
+}
+
+
+def project_imports(path: Path) -> set[str]:
+    """The project's modules a file imports, anywhere in it, as paths from the root."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            candidate = ROOT / (name.replace(".", "/") + ".py")
+            if name.startswith("src.") and candidate.is_file():
+                found.add(candidate.relative_to(ROOT).as_posix())
+    return found
+
+
+def code_closure(stage_file: str) -> set[str]:
+    """Every project module the stage imports, directly or through another module."""
+    seen, todo = set(), [stage_file]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        if module not in LOGGING_ONLY:
+            todo += sorted(project_imports(ROOT / module))
+    return seen
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_code_deps_are_the_modules_the_stage_really_imports(name):
+    declared = {dep for dep in paths(PIPELINE["stages"][name]["deps"]) if dep.startswith("src/")}
+    assert declared == code_closure(f"src/stages/{name}.py") - LOGGING_ONLY
+
+
+def test_evaluate_builds_its_batches_without_the_training_code():
+    imported = code_closure("src/stages/evaluate.py")
+    for module in ("training", "caching", "resume", "optimization"):
+        assert f"src/finetune/{module}.py" not in imported

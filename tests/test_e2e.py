@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import local_store, make_project, run, runs_by_execution
+from tests.helpers import local_store, make_project, run, runs_by_execution
 
 pytestmark = pytest.mark.e2e
 
@@ -26,9 +26,21 @@ def repro(repo) -> str:
     return output
 
 
+# Phase-2 and evaluation keys of the fine-tuning recipes, swept as users would.
+EXPERIMENT = (
+    "phase2.lr=0.002",
+    "phase2.optimizer=sgd",
+    "phase2.schedule=cosine",
+    "phase2.warmup_epochs=1",
+    "phase2.label_smoothing=0.1",
+    "evaluate.tta=2",
+)
+
+
 @pytest.fixture(scope="module")
 def experiment(repo, repro) -> str:
-    return run(repo, "dvc", "exp", "run", "-n", "lr-sweep", "-S", "phase2.lr=0.002")
+    overrides = [arg for value in EXPERIMENT for arg in ("-S", value)]
+    return run(repo, "dvc", "exp", "run", "-n", "lr-sweep", *overrides)
 
 
 def test_repro_runs_all_five_stages_and_writes_every_output(repo, repro):
@@ -40,6 +52,8 @@ def test_repro_runs_all_five_stages_and_writes_every_output(repo, repro):
         "models/phase2.keras",
         "reports/phase1_history.csv",
         "reports/phase2_history.csv",
+        "reports/phase1_summary.json",
+        "reports/phase2_summary.json",
         "reports/confusion.csv",
         "reports/figures/validation_curves.png",
         "reports/report.md",
@@ -106,7 +120,12 @@ def test_exp_run_with_a_phase2_param_reuses_phase1(repo, repro, experiment):
     first, second = executions[-2], executions[-1]
     summary = next(r for r in second if r.data.tags["pipeline.role"] == "comparison")
     assert summary.info.run_name == "lr-sweep" and summary.data.tags["dvc.exp_name"] == "lr-sweep"
-    assert summary.data.params["phase2.lr"] == "0.002"
+    for override in EXPERIMENT:
+        key, value = override.split("=")
+        assert summary.data.params[key] == value, key
+    assert {"baseline_accuracy_tta", "finetuned_accuracy_tta", "accuracy_delta_tta"} <= set(
+        summary.data.metrics
+    )
     assert sorted(r.info.run_name for r in second if r.data.tags["pipeline.role"] == "stage") == [
         "evaluate",
         "phase2_finetune",

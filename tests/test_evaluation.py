@@ -1,32 +1,35 @@
+"""Test-set scores, with and without test-time augmentation."""
+
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from src.finetune.evaluation import Scores, comparison_metrics, confusion_rows, per_class_accuracy
-
-NAMES = tuple(f"c{i}" for i in range(10))
-
-
-def test_per_class_accuracy_and_absent_classes():
-    labels = np.array([0, 0, 1, 1])
-    predictions = np.array([0, 1, 1, 1])
-    result = per_class_accuracy(labels, predictions, NAMES)
-    assert result["c0"] == 0.5 and result["c1"] == 1.0 and result["c2"] is None
+from src.finetune.evaluation import score, tta_views
+from src.finetune.params import MAX_TTA_VIEWS
+from tests.helpers import fresh_model, tiny_split
 
 
-def test_comparison_metrics_delta_is_finetuned_minus_baseline():
-    labels = np.array([0, 1, 2, 3])
-    baseline = Scores(loss=1.2, accuracy=0.25, predictions=np.array([0, 0, 0, 0]))
-    finetuned = Scores(loss=0.8, accuracy=0.75, predictions=np.array([0, 1, 2, 0]))
-    metrics = comparison_metrics(baseline, finetuned, labels, NAMES)
-    assert metrics["accuracy_delta"] == pytest.approx(0.5)
-    assert metrics["baseline_loss"] == 1.2 and metrics["finetuned_loss"] == 0.8
-    assert metrics["per_class_accuracy"]["finetuned"]["c3"] == 0.0
-    assert metrics["test_images"] == 4
+def test_tta_views_are_the_mirror_image_then_shifts_mirrored_at_the_border():
+    images = tf.reshape(tf.range(2 * 32 * 32 * 3, dtype=tf.float32), (2, 32, 32, 3))
+    views = tta_views((32, 32))
+    assert len(views) == MAX_TTA_VIEWS
+    np.testing.assert_array_equal(views[0](images), images[:, :, ::-1])
+    right = views[1](images).numpy()
+    np.testing.assert_array_equal(right[:, :, 2:], images[:, :, :-2])  # moved right by 2 px
+    np.testing.assert_array_equal(right[:, :, 0], images[:, :, 2])  # the border mirrored
+    assert all(view(images).shape == images.shape for view in views)
+    assert len({view(images).numpy().tobytes() for view in views}) == MAX_TTA_VIEWS
 
 
-def test_confusion_rows_name_classes_per_image():
-    rows = confusion_rows(np.array([0, 2]), np.array([1, 2]), NAMES)
-    assert rows.to_dict("records") == [
-        {"actual": "c0", "predicted": "c1"},
-        {"actual": "c2", "predicted": "c2"},
-    ]
+def test_tta_averages_the_plain_and_extra_views_probabilities():
+    model, test = fresh_model(dropout=0.3), tiny_split(n=12)
+    images = test.images.astype("float32")
+    plain = model.predict(images, verbose=0)
+    flipped = model.predict(images[:, :, ::-1], verbose=0)
+    averaged = (plain + flipped) / 2
+    scores = score(model, test, tta=1)
+    np.testing.assert_array_equal(scores.predictions, averaged.argmax(axis=1))
+    assert scores.accuracy == pytest.approx(np.mean(averaged.argmax(axis=1) == test.labels))
+    expected_loss = -np.mean(np.log(averaged[np.arange(12), test.labels]))
+    assert scores.loss == pytest.approx(expected_loss, rel=1e-5)
+    assert score(model, test).predictions.tolist() == plain.argmax(axis=1).tolist()

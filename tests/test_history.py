@@ -1,13 +1,18 @@
-import pandas as pd
+import json
+
 import pytest
 
 from src.finetune.errors import PipelineError
-from src.finetune.history import HISTORY_COLUMNS, combined_history, history_frame, read_history
-
-
-def frame(first: int, n: int) -> pd.DataFrame:
-    rows = [{"epoch": first + i, **{c: 0.1 * i for c in HISTORY_COLUMNS[1:]}} for i in range(n)]
-    return history_frame(rows)
+from src.finetune.history import (
+    HISTORY_COLUMNS,
+    combined_history,
+    history_frame,
+    kept_epochs,
+    read_history,
+    read_summary,
+    with_learning_rates,
+)
+from tests.helpers import frame
 
 
 def test_history_has_the_fixed_columns_whatever_keras_logged():
@@ -15,6 +20,8 @@ def test_history_has_the_fixed_columns_whatever_keras_logged():
     phase2 = history_frame(rows)
     assert list(phase2.columns) == HISTORY_COLUMNS
     assert phase2["epoch"].tolist() == [16] and phase2["accuracy"].isna().all()
+    with_rate = history_frame([{**rows[0], "lr": 1e-5}])
+    assert list(with_rate.columns) == [*HISTORY_COLUMNS, "lr"]
 
 
 def test_combined_history_marks_phases_and_rejects_gaps():
@@ -35,3 +42,37 @@ def test_read_history_checks_columns(tmp_path):
         read_history(bad)
     with pytest.raises(PipelineError, match="not found"):
         read_history(tmp_path / "absent.csv")
+
+
+SUMMARY = {
+    "phase": "phase2",
+    "first_epoch": 16,
+    "last_epoch": 18,
+    "kept_epoch": 17,
+    "stopped_early": True,
+    "lr": {"16": 1e-5, "17": 5e-6, "18": 0.0},
+}
+
+
+def test_summaries_give_each_epoch_its_rate_and_each_phase_its_kept_epoch(tmp_path):
+    path = tmp_path / "phase2_summary.json"
+    path.write_text(json.dumps(SUMMARY))
+    summaries = {2: read_summary(path)}
+    history = with_learning_rates(frame(16, 3).assign(phase=2), summaries)
+    assert history["lr"].tolist() == [1e-5, 5e-6, 0.0]
+    assert kept_epochs(summaries) == {2: 17}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "is not valid JSON"),
+        (json.dumps({k: v for k, v in SUMMARY.items() if k != "kept_epoch"}), "lacks kept_epoch"),
+        ("[]", "lacks phase"),
+    ],
+)
+def test_a_damaged_summary_is_one_line(tmp_path, content, message):
+    path = tmp_path / "phase2_summary.json"
+    path.write_text(content)
+    with pytest.raises(PipelineError, match=message):
+        read_summary(path)

@@ -4,44 +4,25 @@ import keras
 import numpy as np
 import pytest
 
-from src.finetune.data import Split
 from src.finetune.errors import PipelineError
 from src.finetune.model import (
+    base_blocks,
     base_of,
     build_model,
-    compile_for_training,
     load_checkpoint,
     save_model,
     serving_model,
+    set_trainable,
+    training_groups,
     unfreeze_top,
 )
-from src.finetune.training import train
+from tests.helpers import brief_train, tiny_split
 
 
 @pytest.fixture(scope="module")
 def model() -> keras.Model:
     keras.utils.set_random_seed(0)
     return build_model(weights=None, dropout=0.3, image_size=32)
-
-
-def tiny_split(n: int = 20, seed: int = 0) -> Split:
-    rng = np.random.default_rng(seed)
-    return Split(
-        rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n, dtype=np.int64) % 10
-    )
-
-
-def brief_train(model: keras.Model, train_split: Split, val_split: Split, **overrides):
-    """``train`` with the tests' defaults: batch 10, one epoch from 0, seed 0, no hook."""
-    arguments = {
-        "batch_size": 10,
-        "epochs": 1,
-        "initial_epoch": 0,
-        "seed": 0,
-        "on_epoch_end": lambda *_: None,
-        "lr_param": "phase1.lr",
-    }
-    return train(model, train_split, val_split, **(arguments | overrides))
 
 
 def test_head_sits_on_a_frozen_base(model):
@@ -86,7 +67,6 @@ def test_checkpoint_keeps_the_base_in_inference_mode_and_batchnorm_fixed(model, 
     save_model(model, tmp_path / "phase1.keras")
     loaded = load_checkpoint(tmp_path / "phase1.keras", rerun="phase1_extract")
     unfreeze_top(loaded, 40)
-    compile_for_training(loaded, 1e-3)
     base = base_of(loaded)
     bn = next(
         layer for layer in base.layers[-40:] if isinstance(layer, keras.layers.BatchNormalization)
@@ -99,7 +79,7 @@ def test_checkpoint_keeps_the_base_in_inference_mode_and_batchnorm_fixed(model, 
         "frozen": frozen.weights[0].numpy().copy(),
     }
     split = tiny_split()
-    brief_train(loaded, split, split, lr_param="phase2.lr")
+    brief_train(loaded, (split, split), phase="phase2", unfreeze_last=40)
     assert np.array_equal(bn.moving_mean.numpy(), before["bn"])
     assert np.array_equal(frozen.weights[0].numpy(), before["frozen"])
     assert not np.array_equal(conv.weights[0].numpy(), before["conv"])
@@ -154,3 +134,42 @@ def test_serving_model_has_the_same_weights_and_only_standard_layers(model, tmp_
     with keras.saving.custom_object_scope({}):
         reloaded = keras.saving.load_model(tmp_path / "served.keras", safe_mode=True)
     np.testing.assert_allclose(reloaded(x), model(x), rtol=1e-5)
+
+
+def test_blocks_are_the_stages_of_the_base_from_the_top_down(model):
+    blocks = base_blocks(model)
+    assert [b.name for b in blocks] == [f"block{i}" for i in range(6, 0, -1)] + ["stem"]
+    assert [layer.name for layer in blocks[0].layers[-3:]] == [
+        "top_conv",
+        "top_bn",
+        "top_activation",
+    ]
+    assert blocks[-1].layers[0].name.startswith("input_layer"), "preprocessing joins the stem"
+    assert {b.name: len(b.layers) for b in blocks}["block5"] == 73
+    assert sum(len(b.layers) for b in blocks) == len(base_of(model).layers)
+    for block in blocks[1:6]:
+        assert all(layer.name.startswith(block.name) for layer in block.layers)
+
+
+def test_groups_cover_the_unfrozen_range_block_by_block_with_the_head_on_top(model):
+    (head,) = training_groups(model, None)
+    assert [layer.name for layer in head.layers] == ["avg_pool", "head_dropout", "probs"]
+    assert [g.name for g in training_groups(model, 40)] == ["block6"]
+    groups = training_groups(model, 121 + 73 + 10)  # block6 and top, block5, 10 of block4
+    assert [g.name for g in groups] == ["block6", "block5", "block4"]
+    assert groups[0].layers[:3] == head.layers
+    assert [len(g.layers) for g in groups] == [3 + 121, 73, 10]
+    assert list(groups[2].layers) == base_of(model).layers[-204:-194]
+
+
+def test_set_trainable_trains_the_groups_and_the_head_never_batchnorm(model):
+    groups = training_groups(model, 121 + 73)
+    set_trainable(model, groups[:1])
+    trainable = {layer.name for layer in base_of(model).layers if layer.trainable}
+    assert trainable and all(name.startswith(("block6", "top_")) for name in trainable)
+    assert not any("_bn" in name for name in trainable)
+    set_trainable(model, groups)
+    assert any(layer.trainable for layer in groups[1].layers)
+    assert model.get_layer("probs").trainable
+    unfreeze_top(model, 0)
+    assert not any(layer.trainable for layer in base_of(model).layers)

@@ -4,7 +4,7 @@ import pytest
 
 from src.finetune.errors import PipelineError
 from src.finetune.params import BASE_LAYER_COUNT, load_params
-from tests.conftest import ROOT, write_params
+from tests.helpers import ROOT, write_params
 
 
 def error_for(tmp_path: Path, text: str) -> str:
@@ -32,13 +32,14 @@ def test_flat_uses_dotted_keys_and_select_takes_sections_or_keys():
     params = load_params(ROOT / "params.yaml")
     flat = params.flat()
     assert flat["phase2.lr"] == 1e-5 and flat["data.train_limit"] is None
-    assert set(params.select(("seed", "phase2"))) == {
-        "seed",
-        "phase2.epochs",
-        "phase2.unfreeze_last",
-        "phase2.lr",
-        "phase2.batch_size",
-    }
+    assert set(params.select(("seed", "phase2"))) == {"seed"} | {
+        f"phase2.{key}"
+        for key in (
+            "epochs", "lr", "batch_size", "optimizer", "weight_decay", "schedule",
+            "warmup_epochs", "label_smoothing", "early_stopping", "unfreeze_last", "lr_decay",
+            "unfreeze_every",
+        )
+    }  # fmt: skip
 
 
 def test_exponent_without_a_dot_is_a_float_as_dvc_writes_it(tmp_path):
@@ -62,6 +63,23 @@ def test_exponent_without_a_dot_is_a_float_as_dvc_writes_it(tmp_path):
         ("model.weights", "missing.h5", "model.weights: expected imagenet, none or the path"),
         ("data.sha256", "abc", "data.sha256: string should match pattern"),
         ("data.train_limit", 0, "data.train_limit: input should be greater than or equal to 1"),
+        ("augment.crop_pad", 17, "augment.crop_pad: input should be less than or equal to 16"),
+        ("augment.rotation", 0.6, "augment.rotation: input should be less than or equal to 0.5"),
+        ("augment.randaugment", 10, "augment.randaugment: input should be less than or equal to 9"),
+        ("augment.mixup", -0.1, "augment.mixup: input should be greater than or equal to 0"),
+        ("augment.cutmix", 2.0, "augment.cutmix: input should be less than or equal to 1"),
+        ("augment.flip", "yes", "augment.flip: input should be a valid boolean, got 'yes'"),
+        ("phase1.optimizer", "rmsprop", "phase1.optimizer: input should be 'adam', 'adamw' or"),
+        ("phase2.schedule", "linear", "phase2.schedule: input should be 'constant' or 'cosine'"),
+        ("phase2.label_smoothing", 1.0, "phase2.label_smoothing: input should be less than 1"),
+        ("phase1.early_stopping", -1, "phase1.early_stopping: input should be greater than or"),
+        ("phase2.lr_decay", 0.0, "phase2.lr_decay: input should be greater than 0"),
+        ("phase2.lr_decay", 1.5, "phase2.lr_decay: input should be less than or equal to 1"),
+        ("phase2.unfreeze_every", -2, "phase2.unfreeze_every: input should be greater than or"),
+        ("evaluate.tta", 9, "evaluate.tta: input should be less than or equal to 8"),
+        ("train.deterministic", "auto", "train.deterministic: input should be a valid boolean"),
+        ("train.cached_views", -1, "train.cached_views: input should be greater than or equal"),
+        ("phase1.warmup_epochs", 15, "phase1.warmup_epochs: 15 must be fewer than the phase's"),
     ],
 )
 def test_bad_values_name_the_key_what_it_got_and_what_is_allowed(tmp_path, key, value, expected):
@@ -77,7 +95,7 @@ def test_unknown_key_is_a_typo_with_the_allowed_keys_listed(tmp_path):
     path.write_text(path.read_text().replace("  lr: 1.0e-05", "  lrr: 1.0e-05"))
     message = error_for(tmp_path, path.read_text())
     assert "phase2.lrr: unknown key; did you mean lr?" in message
-    assert "allowed here: epochs, unfreeze_last, lr, batch_size" in message
+    assert "allowed here: epochs, lr, batch_size, optimizer, weight_decay, schedule" in message
 
 
 def test_unknown_top_level_section(tmp_path):
@@ -120,3 +138,20 @@ def test_base_layer_count_matches_the_real_network():
         include_top=False, weights=None, input_shape=(32, 32, 3)
     )
     assert len(base.layers) == BASE_LAYER_COUNT
+
+
+def test_new_keys_default_to_the_course_recipe():
+    params = load_params(ROOT / "params.yaml")
+    assert not params.augment.active
+    for phase in (params.phase1, params.phase2):
+        assert (phase.optimizer, phase.weight_decay, phase.schedule) == ("adam", 0.0, "constant")
+        assert (phase.warmup_epochs, phase.label_smoothing, phase.early_stopping) == (0, 0.0, 0)
+    assert (params.phase2.lr_decay, params.phase2.unfreeze_every) == (1.0, 0)
+    assert params.evaluate.tta == 0 and params.train.deterministic is True
+
+
+def test_a_huge_value_is_quoted_short(tmp_path):
+    message = error_for(
+        tmp_path, write_params(tmp_path / "p.yaml", {"seed": "x" * 10_000}).read_text()
+    )
+    assert len(message) < 300 and message.endswith("xxx...")

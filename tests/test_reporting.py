@@ -3,8 +3,7 @@ from pathlib import Path
 from src.finetune.history import combined_history
 from src.finetune.params import load_params
 from src.finetune.reporting import render_report, verdict
-from tests.conftest import ROOT
-from tests.test_history import frame
+from tests.helpers import ROOT, frame, write_params
 
 METRICS = {
     "baseline_accuracy": 0.8,
@@ -26,19 +25,81 @@ def test_verdict_follows_the_sign_of_the_delta():
     assert verdict(0.0001) == "Fine-tuning left test accuracy unchanged"
 
 
-def test_report_has_the_numbers_the_figure_and_the_per_class_table():
-    history = combined_history(frame(1, 15), frame(16, 10))
-    text = render_report(
-        METRICS,
-        history,
-        load_params(ROOT / "params.yaml"),
-        Path("reports/figures/validation_curves.png"),
-        Path("reports/report.md"),
+def summary(first, last, kept, stopped=False, groups=()):
+    return {
+        "first_epoch": first,
+        "last_epoch": last,
+        "kept_epoch": kept,
+        "stopped_early": stopped,
+        "groups": list(groups),
+        "inputs": "training head on the frozen part's cached outputs",
+    }
+
+
+SUMMARIES = {1: summary(1, 15, 15), 2: summary(16, 25, 25)}
+
+
+def report(params, metrics=METRICS, summaries=SUMMARIES):
+    return render_report(
+        metrics,
+        combined_history(frame(1, 15), frame(16, 10)),
+        summaries,
+        params,
+        title="CIFAR-10 transfer learning",
+        figure=Path("reports/figures/validation_curves.png"),
+        report=Path("reports/report.md"),
     )
+
+
+def test_report_has_the_numbers_the_figure_and_the_per_class_table():
+    text = report(load_params(ROOT / "params.yaml"))
+    assert text.startswith("# CIFAR-10 transfer learning: feature extraction vs fine-tuning")
     assert "raised test accuracy by 5.00 points (80.00% -> 85.00% on 10000 test images)" in text
-    assert "| 1-15 | 80.00% | 0.6000 |" in text
-    assert "| 16-25 | 85.00% | 0.4500 |" in text
-    assert "last 40 base layers unfrozen" in text and "lr 1e-05" in text
+    assert "| 1-15 | 15 | 80.00% | 0.6000 |" in text
+    assert "| 16-25 | 25 | 85.00% | 0.4500 |" in text
+    assert "last 40 base layers unfrozen" in text and "(Adam lr 1e-05)" in text
     assert "](figures/validation_curves.png)" in text
     assert "| cat | 50.00% | 75.00% | +25.00 points |" in text
     assert "| dog | n/a | n/a | n/a |" in text
+    assert "- Augmentation (both phases): none." in text
+    assert "- Test-time augmentation: off." in text
+    assert "TTA" not in text.split("## What ran")[0]
+
+
+def test_report_names_every_technique_that_ran(tmp_path):
+    params = load_params(
+        write_params(
+            tmp_path / "params.yaml",
+            {
+                "augment.flip": True,
+                "augment.crop_pad": 4,
+                "phase1.early_stopping": 3,
+                "phase2.optimizer": "adamw",
+                "phase2.weight_decay": 0.05,
+                "phase2.schedule": "cosine",
+                "phase2.warmup_epochs": 2,
+                "phase2.label_smoothing": 0.1,
+                "evaluate.tta": 2,
+            },
+        )
+    )
+    groups = [
+        {"name": "block6", "lr": 1e-4, "first_epoch": 13},
+        {"name": "block5", "lr": 5e-5, "first_epoch": 15},
+    ]
+    summaries = {1: summary(1, 12, 9, stopped=True), 2: summary(13, 22, 22, groups=groups)}
+    metrics = METRICS | {
+        "baseline_accuracy_tta": 0.81,
+        "finetuned_accuracy_tta": 0.87,
+        "accuracy_delta_tta": 0.06,
+    }
+    text = report(params, metrics, summaries)
+    assert (
+        "| test accuracy with TTA |" in text and "| 87.00% |" in text and "+6.00 points |" in text
+    )
+    assert "horizontal flips, random crops after padding 4 px" in text
+    assert "early stopping (patience 3): stopped after epoch 12, kept epoch 9" in text
+    assert "AdamW lr 1e-05, weight decay 0.05, cosine after 2 warm-up epoch(s)" in text
+    assert "label smoothing 0.1" in text
+    assert "block6 0.0001 from epoch 13, block5 5e-05 from epoch 15" in text
+    assert "- Test-time augmentation: 2 extra view(s)." in text

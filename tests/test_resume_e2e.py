@@ -1,7 +1,9 @@
 """SIGKILL a training stage under `dvc repro`, run `dvc repro` again: it resumes, nothing is lost.
 
 Three attempts in one repository: phase 1 is killed after an epoch; the second attempt
-resumes phase 1 and is killed in phase 2; the third resumes phase 2 and finishes.
+resumes phase 1 and is killed in phase 2; the third resumes phase 2 and finishes. Every
+fine-tuning technique is on: augmentation, AdamW with weight decay, cosine with warm-up,
+label smoothing, early stopping, discriminative rates, gradual unfreezing and TTA.
 """
 
 import json
@@ -13,10 +15,32 @@ import pandas as pd
 import psutil
 import pytest
 
-from tests.conftest import command_env, local_store, make_project, run, runs_by_execution
+from src.finetune.optimization import learning_rate
+from tests.helpers import command_env, local_store, make_project, run, runs_by_execution
 
 pytestmark = pytest.mark.e2e
 EPOCHS = 4
+STEPS_PER_EPOCH = 6  # 180 training images in batches of 32
+EVERYTHING = {
+    "augment.flip": True,
+    "augment.crop_pad": 4,
+    "evaluate.tta": 1,
+    "phase2.unfreeze_last": 121 + 10,  # block6 with the top, and part of block5
+    "phase2.lr_decay": 0.5,
+    "phase2.unfreeze_every": 2,  # block5 joins at epoch EPOCHS + 3
+} | {
+    f"phase{n}.{key}": value
+    for n in (1, 2)
+    for key, value in {
+        "epochs": EPOCHS,
+        "optimizer": "adamw",
+        "weight_decay": 0.05,
+        "schedule": "cosine",
+        "warmup_epochs": 1,
+        "label_smoothing": 0.1,
+        "early_stopping": EPOCHS,  # patience longer than the phase: it never stops
+    }.items()
+}
 BACKUP = {"phase1_extract": "models/.phase1_backup", "phase2_finetune": "models/.phase2_backup"}
 
 
@@ -50,9 +74,7 @@ def repro_killing(repo: Path, stage: str) -> tuple[str, int]:
 
 @pytest.fixture(scope="module")
 def attempts(tmp_path_factory):
-    repo = make_project(
-        tmp_path_factory.mktemp("resume"), {"phase1.epochs": EPOCHS, "phase2.epochs": EPOCHS}
-    )
+    repo = make_project(tmp_path_factory.mktemp("resume"), EVERYTHING)
     first, phase1_done = repro_killing(repo, "phase1_extract")
     left_after_kill = sorted(p.name for p in (repo / "models").iterdir())
     second, phase2_done = repro_killing(repo, "phase2_finetune")
@@ -106,3 +128,17 @@ def test_killed_attempts_runs_are_marked_killed_and_the_resumed_ones_complete(at
     resumed = next(r for r in third if r.info.run_name == "phase2_finetune")
     steps = [m.step for m in client.get_metric_history(resumed.info.run_id, "val_accuracy")]
     assert sorted(steps) == list(range(EPOCHS + 1, 2 * EPOCHS + 1))
+
+
+def test_the_resumed_phase_continues_its_schedule_and_unfreezing(attempts):
+    """Had the schedule step been lost, the resumed epochs would warm up from 0 again."""
+    summary = json.loads((attempts["repo"] / "reports/phase2_summary.json").read_text())
+    schedule = learning_rate(1e-3, "cosine", STEPS_PER_EPOCH, EPOCHS * STEPS_PER_EPOCH)
+    expected = {str(EPOCHS + k): float(schedule(k * STEPS_PER_EPOCH)) for k in range(1, EPOCHS + 1)}
+    assert summary["lr"] == pytest.approx(expected, rel=1e-5)
+    assert [(g["name"], g["first_epoch"]) for g in summary["groups"]] == [
+        ("block6", EPOCHS + 1),
+        ("block5", EPOCHS + 3),
+    ]
+    metrics = json.loads((attempts["repo"] / "reports/metrics.json").read_text())
+    assert "finetuned_accuracy_tta" in metrics

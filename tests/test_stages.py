@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from src.finetune.errors import run_stage
 from src.stages import evaluate, phase1_extract, phase2_finetune, prepare, report
-from tests.conftest import ROOT, TINY_TEST, TINY_TRAIN, stage_args, write_params
+from tests.helpers import ROOT, TINY_TEST, TINY_TRAIN, stage_args, write_params
 
 RECORDED = ROOT / "tests/fixtures/defaults"
 
@@ -65,7 +65,33 @@ def test_evaluate_writes_the_comparison_and_a_confusion_table(pipeline):
 def test_report_writes_figure_and_markdown(pipeline):
     assert (pipeline / "reports/figures/validation_curves.png").read_bytes()[:4] == b"\x89PNG"
     text = (pipeline / "reports/report.md").read_text()
-    assert "](figures/validation_curves.png)" in text and "| 3-4 |" in text
+    assert "](figures/validation_curves.png)" in text and "| 3-4 | 4 |" in text
+
+
+def test_each_phase_writes_its_summary(pipeline):
+    first = json.loads((pipeline / "reports/phase1_summary.json").read_text())
+    second = json.loads((pipeline / "reports/phase2_summary.json").read_text())
+    assert (first["first_epoch"], first["last_epoch"], first["kept_epoch"]) == (1, 2, 2)
+    assert (second["first_epoch"], second["last_epoch"], second["kept_epoch"]) == (3, 4, 4)
+    assert not first["stopped_early"] and not second["stopped_early"]
+    assert first["lr"] == {"1": pytest.approx(1e-3), "2": pytest.approx(1e-3)}
+    assert [g["name"] for g in second["groups"]] == ["block6"]
+    assert "cached outputs" in first["inputs"]
+
+
+def test_training_stages_log_each_epochs_rate_and_phase_and_their_groups(pipeline):
+    client = MlflowClient(f"sqlite:///{pipeline / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("cifar10-finetune")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    for stage, epochs, phase in (("phase1_extract", [1, 2], 1), ("phase2_finetune", [3, 4], 2)):
+        run_id = runs[stage].info.run_id
+        rates = client.get_metric_history(run_id, "lr")
+        assert sorted(m.step for m in rates) == epochs
+        assert {m.value for m in client.get_metric_history(run_id, "phase")} == {phase}
+        assert [m.step for m in client.get_metric_history(run_id, "kept")] == [epochs[-1]]
+    assert runs["phase2_finetune"].data.params["phase2.lr.block6"] == "0.001"
+    assert runs["phase2_finetune"].data.params["phase2.unfreeze.block6"] == "3"
+    assert runs["phase1_extract"].data.params["phase1.lr.head"] == "0.001"
 
 
 def test_one_comparison_run_carries_the_whole_execution(pipeline):
@@ -77,8 +103,11 @@ def test_one_comparison_run_carries_the_whole_execution(pipeline):
     run = comparison[0]
     for key in ("baseline_accuracy", "finetuned_accuracy", "accuracy_delta"):
         assert key in run.data.metrics
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
-    assert sorted(steps) == [1, 2, 3, 4]
+    for key in ("val_accuracy", "lr", "phase"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert sorted(steps) == [1, 2, 3, 4], key
+    kept = client.get_metric_history(run.info.run_id, "kept")
+    assert sorted(m.step for m in kept) == [2, 4]
     assert run.data.params["phase2.lr"] == "0.001"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"validation_curves.png", "report.md", "metrics.json"} <= artifacts

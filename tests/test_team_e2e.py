@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from src.finetune.files import content_hash
-from tests.conftest import PIPELINE, MlflowServer, local_store, make_project, run
+from tests.helpers import PIPELINE, MlflowServer, local_store, make_project, run
 
 pytestmark = pytest.mark.e2e
 LEARNING_RATES = ("1e-3", "1e-4", "1e-5")

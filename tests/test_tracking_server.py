@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import (
+from tests.helpers import (
     ROOT,
     MlflowServer,
     command_env,

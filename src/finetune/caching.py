@@ -1,13 +1,18 @@
 """Run the frozen part of the network once and train the rest on its cached outputs.
 
-Everything below the first trainable layer is frozen and runs in inference mode, with no
-augmentation in front of it: its output for an image is the same in every epoch. Computing
-it once instead of every epoch is where most of the training time goes.
+Everything below the lowest layer a phase trains is frozen and runs in inference mode: its
+output for an image does not change from epoch to epoch. Computing it once instead of every
+epoch is where most of the training time goes.
 
 - Phase 1: the whole base is frozen, so the cache holds the pooled features (1,280 numbers
   per image) and only Dropout -> Dense trains.
 - Phase 2: the cache holds every tensor that the frozen bottom of the base hands to its
-  trainable top, residual inputs included, and the top trains on them.
+  trainable top, residual inputs included, and the top trains on them. The network is cut
+  below the lowest layer of ``phase2.unfreeze_last``: with gradual unfreezing, blocks of
+  the top wait frozen until their epoch comes, and the cache stays right at every step.
+- With augmentation, an image's output changes every time it is augmented: the cache then
+  holds ``train.cached_views`` augmented views of each training image, and epoch ``e``
+  trains on view ``e mod views``.
 
 The trainable part shares its layers with the full model, so training it trains the full
 model, which is then saved as usual: the checkpoint cannot tell how it was trained.
@@ -21,6 +26,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from src.finetune.augment import Augmentation
+from src.finetune.batches import batches, inputs_only
+from src.finetune.data import Split
 from src.finetune.model import (
     BASE_NAME,
     InferenceMode,
@@ -38,7 +46,7 @@ INFERENCE_PIXELS = 512 * 32 * 32
 
 
 @dataclass(frozen=True)
-class FrozenSplit:
+class NetworkCut:
     """The full model cut where training starts: ``frozen`` feeds ``trainable``."""
 
     frozen: keras.Model
@@ -55,26 +63,26 @@ class FrozenSplit:
         return sum(int(np.prod(t.shape[1:])) * BYTES_PER_FLOAT for t in self.frozen.outputs)
 
 
-def split_frozen(model: keras.Model) -> FrozenSplit:
-    """Cut ``model`` below its first trainable layer (see module docstring)."""
+def cut_below_trainable(model: keras.Model) -> NetworkCut:
+    """Cut ``model`` below its lowest trainable layer (see module docstring)."""
     base = base_of(model)
     first = next(
         (i for i, layer in enumerate(base.layers) if layer.trainable_weights), len(base.layers)
     )
     if first == len(base.layers):
-        return _split_above_base(model)
-    return _split_inside_base(model, base, first)
+        return _cut_above_base(model)
+    return _cut_inside_base(model, base, first)
 
 
-def _split_above_base(model: keras.Model) -> FrozenSplit:
+def _cut_above_base(model: keras.Model) -> NetworkCut:
     frozen = keras.Model(model.inputs, model.get_layer("avg_pool").output, name="frozen")
     features = keras.Input(shape=frozen.outputs[0].shape[1:], name="pooled_features")
     x = model.get_layer("head_dropout")(features)
     trainable = keras.Model(features, model.get_layer("probs")(x), name="head")
-    return FrozenSplit(frozen, trainable)
+    return NetworkCut(frozen, trainable)
 
 
-def _split_inside_base(model: keras.Model, base: keras.Model, first: int) -> FrozenSplit:
+def _cut_inside_base(model: keras.Model, base: keras.Model, first: int) -> NetworkCut:
     top = base.layers[first:]
     on_top = {id(layer) for layer in top}
     boundary, seen = [], set()
@@ -91,10 +99,36 @@ def _split_inside_base(model: keras.Model, base: keras.Model, first: int) -> Fro
     frozen = keras.Model(images, InferenceMode(bottom, name="frozen_bottom_inference")(resized))
     inputs = [keras.Input(shape=t.shape[1:], name=f"cached_{i}") for i, t in enumerate(boundary)]
     outputs = apply_head(model, InferenceMode(top_model, name=BASE_NAME)(inputs))
-    return FrozenSplit(frozen, keras.Model(inputs, outputs, name="trainable"))
+    return NetworkCut(frozen, keras.Model(inputs, outputs, name="trainable"))
 
 
-def cached_outputs(frozen: keras.Model, batches: tf.data.Dataset) -> tuple[np.ndarray, ...]:
+def frozen_outputs(frozen: keras.Model, batched: tf.data.Dataset) -> tuple[np.ndarray, ...]:
     """The frozen part's outputs, computed batch by batch, once."""
-    outputs = frozen.predict(batches.map(lambda images, _: images), verbose=0)
+    outputs = frozen.predict(inputs_only(batched), verbose=0)
     return tuple(outputs) if isinstance(outputs, list | tuple) else (outputs,)
+
+
+def cached_split(cut: NetworkCut, split: Split) -> Split:
+    """The frozen part's outputs for ``split``, with its labels."""
+    return Split(
+        frozen_outputs(cut.frozen, batches(split, cut.inference_batch_size())), split.labels
+    )
+
+
+def cached_views(cut: NetworkCut, split: Split, augmentation: Augmentation, views: int) -> Split:
+    """``views`` augmented views of every image through the frozen part, stacked view after
+    view; view ``v`` is augmented as epoch ``v`` would be. Labels too, when MixUp or CutMix
+    blend them."""
+    parts: list[tuple[np.ndarray, ...]] = []
+    labels: list[np.ndarray] = []
+    augmented = batches(split, cut.inference_batch_size(), augmentation=augmentation)
+    for view in range(views):
+        augmentation.reseed(view)
+        parts.append(frozen_outputs(cut.frozen, augmented))
+        if augmentation.params.mixes_labels:
+            augmentation.reseed(view)  # the same draws again, for the labels they blended
+            labels.append(np.concatenate([y.numpy() for _, y in augmented]))
+        else:
+            labels.append(split.labels)
+    stacked = tuple(np.concatenate(tensors) for tensors in zip(*parts, strict=True))
+    return Split(stacked, np.concatenate(labels))

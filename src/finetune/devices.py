@@ -37,7 +37,7 @@ def configure(train: TrainParams) -> Devices:
     # Layers take the policy when they are built; the softmax layer is float32 whatever it is.
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     strategy = multi_worker or _strategy(train.distribution, gpus)
-    devices = Devices(strategy, _resolve(train.jit_compile, bool(gpus)), mixed)
+    devices = Devices(strategy, _jit_compile(train, bool(gpus)), mixed)
     log.info(
         "computing on %s with %d replica(s); mixed precision %s, XLA %s",
         ", ".join(d.name for d in gpus) or "the CPU",
@@ -50,6 +50,20 @@ def configure(train: TrainParams) -> Devices:
 
 def _resolve(value: bool | str, gpu: bool) -> bool:
     return gpu if value == "auto" else bool(value)
+
+
+def _jit_compile(train: TrainParams, gpu: bool) -> bool:
+    """XLA as asked, unless deterministic ops are: Keras then compiles without XLA (its
+    kernels are not all deterministic), so determinism wins, and the log says so once."""
+    wanted = _resolve(train.jit_compile, gpu)
+    if wanted and train.deterministic:
+        log.info(
+            "XLA is off: train.deterministic is on, and Keras does not compile with XLA under "
+            "deterministic ops; set train.deterministic: false to trade repeatable numbers "
+            "for XLA's speed"
+        )
+        return False
+    return wanted
 
 
 def _strategy(kind: str, gpus: list) -> tf.distribute.Strategy:

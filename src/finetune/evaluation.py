@@ -1,29 +1,34 @@
-"""Test-set scores of the two checkpoints, and the comparison between them."""
+"""Test-set scores of a checkpoint, with or without test-time augmentation (TTA).
+
+TTA averages the class probabilities of the plain test images and of ``evaluate.tta``
+fixed variants of them: the mirror image first, then shifts by a few pixels, the way fastai's
+``tta`` and timm's test-time pooling do. The variants are deterministic, so the numbers
+repeat.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import keras
 import numpy as np
-import pandas as pd
+import tensorflow as tf
 
+from src.finetune.batches import batches, inputs_only
 from src.finetune.data import NUM_CLASSES, Split
-from src.finetune.training import as_dataset
+from src.finetune.metrics import Scores
 
 EVAL_BATCH_SIZE = 256
+View = Callable[[tf.Tensor], tf.Tensor]
 
 
-@dataclass(frozen=True)
-class Scores:
-    loss: float
-    accuracy: float
-    predictions: np.ndarray
-
-
-def score(model: keras.Model, test: Split) -> Scores:
-    """Loss, accuracy and predicted classes from a single inference pass over the test set."""
-    probabilities = model.predict(as_dataset(test, EVAL_BATCH_SIZE), verbose=0)
+def score(model: keras.Model, test: Split, tta: int = 0) -> Scores:
+    """Loss, accuracy and predicted classes; with ``tta`` extra views, of their average."""
+    dataset = inputs_only(batches(test, EVAL_BATCH_SIZE))
+    probabilities = model.predict(dataset, verbose=0)
+    for view in tta_views(test.images.shape[1:3])[:tta]:
+        probabilities += model.predict(dataset.map(view), verbose=0)
+    probabilities /= 1 + tta
     one_hot = keras.utils.to_categorical(test.labels, NUM_CLASSES)
     loss = keras.losses.categorical_crossentropy(one_hot, probabilities)
     predictions = probabilities.argmax(axis=1)
@@ -31,39 +36,26 @@ def score(model: keras.Model, test: Split) -> Scores:
     return Scores(float(np.mean(loss)), float(accuracy), predictions)
 
 
-def per_class_accuracy(
-    labels: np.ndarray, predictions: np.ndarray, class_names: tuple[str, ...]
-) -> dict[str, float | None]:
-    """Accuracy within each true class; None for a class absent from the test set."""
-    return {
-        name: float(np.mean(predictions[labels == index] == index))
-        if np.any(labels == index)
-        else None
-        for index, name in enumerate(class_names)
-    }
+def tta_views(size: tuple[int, int]) -> list[View]:
+    """The variants TTA adds, in order: flipped, then shifted by 1/16 of the image each way
+    (mirrored at the border), then flipped and shifted."""
+    step = max(1, round(min(size) / 16))
+    shifts = [(0, step), (0, -step), (step, 0), (-step, 0)]
+    plain = [_shift(dy, dx) for dy, dx in shifts]
+    flipped = [_then_flip(_shift(dy, dx)) for dy, dx in shifts[:3]]
+    return [tf.image.flip_left_right, *plain, *flipped]
 
 
-def comparison_metrics(
-    baseline: Scores, finetuned: Scores, labels: np.ndarray, class_names: tuple[str, ...]
-) -> dict:
-    """The content of metrics.json: headline numbers first, then the per-class breakdown."""
-    return {
-        "baseline_accuracy": baseline.accuracy,
-        "finetuned_accuracy": finetuned.accuracy,
-        "accuracy_delta": finetuned.accuracy - baseline.accuracy,
-        "baseline_loss": baseline.loss,
-        "finetuned_loss": finetuned.loss,
-        "test_images": len(labels),
-        "per_class_accuracy": {
-            "baseline": per_class_accuracy(labels, baseline.predictions, class_names),
-            "finetuned": per_class_accuracy(labels, finetuned.predictions, class_names),
-        },
-    }
+def _shift(dy: int, dx: int) -> View:
+    def shifted(images: tf.Tensor) -> tf.Tensor:
+        height, width = images.shape[1], images.shape[2]
+        pad = [[0, 0], [abs(dy), abs(dy)], [abs(dx), abs(dx)], [0, 0]]
+        padded = tf.pad(images, pad, mode="REFLECT")
+        top, left = abs(dy) - dy, abs(dx) - dx
+        return padded[:, top : top + height, left : left + width, :]
+
+    return shifted
 
 
-def confusion_rows(
-    labels: np.ndarray, predictions: np.ndarray, class_names: tuple[str, ...]
-) -> pd.DataFrame:
-    """One row per test image, the shape DVC's ``confusion`` plot template reads."""
-    names = np.array(class_names)
-    return pd.DataFrame({"actual": names[labels], "predicted": names[predictions]})
+def _then_flip(view: View) -> View:
+    return lambda images: tf.image.flip_left_right(view(images))

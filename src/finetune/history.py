@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -12,8 +14,10 @@ HISTORY_COLUMNS = ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
 
 
 def history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
-    """One row per epoch, numbered from 1 and continuing across phases (16..25 for phase 2)."""
-    frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    """One row per epoch, numbered from 1 and continuing across phases (16..25 for phase 2),
+    with the learning rate (``lr``) when the rows have it; the history file leaves it out."""
+    columns = HISTORY_COLUMNS + (["lr"] if any("lr" in row for row in rows) else [])
+    frame = pd.DataFrame(rows, columns=columns)
     frame["epoch"] = frame["epoch"].astype(int)
     return frame
 
@@ -40,3 +44,36 @@ def combined_history(phase1: pd.DataFrame, phase2: pd.DataFrame) -> pd.DataFrame
             "rerun `dvc repro phase2_finetune`"
         )
     return pd.concat([phase1.assign(phase=1), phase2.assign(phase=2)], ignore_index=True)
+
+
+SUMMARY_KEYS = ("phase", "first_epoch", "last_epoch", "kept_epoch", "stopped_early", "lr")
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """A phase's summary (kept epoch, learning rates, inputs), as its training stage wrote it."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; run the stage that writes it (`dvc repro`)")
+    try:
+        summary = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PipelineError(
+            f"{path} is not valid JSON ({error}); rerun the stage that writes it"
+        ) from None
+    missing = [key for key in SUMMARY_KEYS if not isinstance(summary, dict) or key not in summary]
+    if missing:
+        raise PipelineError(
+            f"{path} lacks {', '.join(missing)}; rerun the stage that writes it (`dvc repro`)"
+        )
+    return summary
+
+
+def with_learning_rates(history: pd.DataFrame, summaries: dict[int, dict]) -> pd.DataFrame:
+    """The history with each epoch's learning rate, from the phase summaries."""
+    rates = {int(epoch): rate for s in summaries.values() for epoch, rate in s["lr"].items()}
+    return history.assign(lr=history["epoch"].map(rates).astype(float))
+
+
+def kept_epochs(summaries: dict[int, dict]) -> dict[int, int]:
+    """Phase -> the epoch whose weights the phase kept."""
+    return {phase: int(summary["kept_epoch"]) for phase, summary in summaries.items()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -13,6 +15,10 @@ from src.finetune.files import atomic_path
 BASE_NAME = "base"
 RESIZE_NAME = "resize"
 HEAD_NAMES = ("avg_pool", "head_dropout", "probs")
+# A block is a stage of the base as its layer names show it: EfficientNetV2B0's stem, block1*
+# ... block6*. Layers whose names match none (the preprocessing in front, the top convolution
+# behind) belong to the block beside them: the stem, or the last block.
+BLOCK_PATTERN = re.compile(r"^(stem|block\d+)")
 
 
 @keras.saving.register_keras_serializable(package="finetune")
@@ -114,35 +120,84 @@ def apply_head(model: keras.Model, features: keras.KerasTensor) -> keras.KerasTe
     return features
 
 
-def unfreeze_top(model: keras.Model, count: int) -> None:
-    """Make the last ``count`` layers of the base trainable, BatchNormalization excluded.
+@dataclass(frozen=True)
+class Block:
+    """Consecutive layers of the base that train, or stay frozen, together."""
+
+    name: str
+    layers: tuple[keras.layers.Layer, ...]
+
+
+def base_blocks(model: keras.Model) -> list[Block]:
+    """The base's blocks from the top down: block6 (with the top convolution), block5, ..."""
+    names: list[str] = []
+    members: dict[str, list[keras.layers.Layer]] = {}
+    pending: list[keras.layers.Layer] = []  # leading layers that match no block yet
+    for layer in base_of(model).layers:
+        match = BLOCK_PATTERN.match(layer.name)
+        if match is None and not names:
+            pending.append(layer)
+            continue
+        name = match.group(1) if match else names[-1]
+        if name not in members:
+            names.append(name)
+            members[name] = []
+        members[name] += [*pending, layer]
+        pending = []
+    return [Block(name, tuple(members[name])) for name in reversed(names)]
+
+
+def training_groups(model: keras.Model, unfreeze_last: int | None) -> list[Block]:
+    """What trains in a phase, from the top down, one group per block.
+
+    The first group is the head with the top block of the unfrozen range; each block below it
+    in the range is a group of its own. ``unfreeze_last`` counts base layers from the top, so
+    a block it cuts through contributes only its upper layers. None: the head alone (phase 1).
+    """
+    head = tuple(model.get_layer(name) for name in HEAD_NAMES)
+    if not unfreeze_last:
+        return [Block("head", head)]
+    unfrozen = {id(layer) for layer in base_of(model).layers[-unfreeze_last:]}
+    groups = []
+    for block in base_blocks(model):
+        layers = tuple(layer for layer in block.layers if id(layer) in unfrozen)
+        if layers:
+            groups.append(Block(block.name, layers))
+    top = groups[0]
+    return [Block(top.name, head + top.layers), *groups[1:]]
+
+
+def set_trainable(model: keras.Model, groups: list[Block]) -> None:
+    """Train exactly the layers of ``groups`` (the head always), never BatchNormalization.
 
     BatchNormalization layers stay frozen: with ``trainable=False`` Keras runs them in
     inference mode, so a small learning rate cannot wreck their ImageNet statistics.
     """
+    training = {id(layer) for group in groups for layer in group.layers}
     base = base_of(model)
     base.trainable = True
-    first_trainable = len(base.layers) - count
-    for index, layer in enumerate(base.layers):
-        layer.trainable = index >= first_trainable and not isinstance(
+    for layer in base.layers:
+        layer.trainable = id(layer) in training and not isinstance(
             layer, keras.layers.BatchNormalization
         )
+    for name in HEAD_NAMES:
+        model.get_layer(name).trainable = True
 
 
-def compile_for_training(
-    model: keras.Model, learning_rate: float, jit_compile: bool = False
-) -> None:
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(),
-        metrics=["accuracy"],
-        jit_compile=jit_compile,
-    )
+def unfreeze_top(model: keras.Model, count: int) -> None:
+    """Train the last ``count`` layers of the base and the head, BatchNormalization excluded."""
+    set_trainable(model, training_groups(model, count))
 
 
 def save_model(model: keras.Model, path: Path) -> None:
+    """Write the network without optimizer state, whichever part of it was compiled.
+
+    A twin that shares every layer but was never compiled: the checkpoint holds the same
+    weights whether the phase trained the whole model (streamed) or a part of it (cached).
+    """
+    twin = keras.Model(model.inputs, model.outputs, name=model.name)
     with atomic_path(path) as partial:
-        model.save(partial)
+        twin.save(partial)
 
 
 def load_checkpoint(path: Path, rerun: str) -> keras.Model:

@@ -11,7 +11,14 @@ import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -24,6 +31,9 @@ BASE_LAYER_COUNT = 270
 
 PositiveInt = Annotated[int, Field(ge=1)]
 LearningRate = Annotated[float, Field(gt=0)]
+# The most Keras's RandAugment can pick from: it draws operations from nine.
+RANDAUGMENT_OPERATIONS = 9
+MAX_TTA_VIEWS = 8
 
 
 class Section(BaseModel):
@@ -61,18 +71,64 @@ class ModelParams(Section):
         return None if self.weights == "none" else self.weights
 
 
-class Phase1Params(Section):
+class AugmentParams(Section):
+    """Training-time augmentation; every key at its default leaves the images untouched."""
+
+    flip: bool
+    crop_pad: int = Field(ge=0, le=16)
+    rotation: float = Field(ge=0, le=0.5)
+    color_jitter: float = Field(ge=0, le=1)
+    randaugment: int = Field(ge=0, le=RANDAUGMENT_OPERATIONS)
+    erasing: float = Field(ge=0, le=1)
+    mixup: float = Field(ge=0, le=1)
+    cutmix: float = Field(ge=0, le=1)
+
+    @property
+    def active(self) -> bool:
+        """Whether any augmentation is on: then a one-view cache of the frozen part is stale."""
+        return any(bool(value) for value in self.model_dump().values())
+
+    @property
+    def mixes_labels(self) -> bool:
+        """MixUp and CutMix blend pairs of images and their labels."""
+        return self.mixup > 0 or self.cutmix > 0
+
+
+class PhaseParams(Section):
+    """What both training phases share: the optimizer, its schedule, the loss, stopping."""
+
     epochs: PositiveInt
     lr: LearningRate
     batch_size: PositiveInt
+    optimizer: Literal["adam", "adamw", "sgd"]
+    weight_decay: float = Field(ge=0, lt=1)
+    schedule: Literal["constant", "cosine"]
+    warmup_epochs: int = Field(ge=0)
+    label_smoothing: float = Field(ge=0, lt=1)
+    early_stopping: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _warmup_within_the_phase(self) -> PhaseParams:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs: {self.warmup_epochs} must be fewer than the phase's epochs "
+                f"({self.epochs}); lower it or raise epochs"
+            )
+        return self
+
+
+class Phase1Params(PhaseParams):
     cache_features: bool
 
 
-class Phase2Params(Section):
-    epochs: PositiveInt
+class Phase2Params(PhaseParams):
     unfreeze_last: int = Field(ge=0, le=BASE_LAYER_COUNT)
-    lr: LearningRate
-    batch_size: PositiveInt
+    lr_decay: float = Field(gt=0, le=1)
+    unfreeze_every: int = Field(ge=0)
+
+
+class EvaluateParams(Section):
+    tta: int = Field(ge=0, le=MAX_TTA_VIEWS)
 
 
 Switch = bool | Literal["auto"]
@@ -80,6 +136,8 @@ Switch = bool | Literal["auto"]
 
 class TrainParams(Section):
     cache_budget_gb: float = Field(ge=0)
+    cached_views: int = Field(ge=0, le=64)
+    deterministic: bool
     mixed_precision: Switch
     jit_compile: Switch
     distribution: Literal["auto", "none", "mirrored", "multi_worker"]
@@ -95,8 +153,10 @@ class Params(Section):
     seed: int = Field(ge=0)
     data: DataParams
     model: ModelParams
+    augment: AugmentParams
     phase1: Phase1Params
     phase2: Phase2Params
+    evaluate: EvaluateParams
     train: TrainParams
     mlflow: MlflowParams
 
@@ -127,14 +187,19 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate the params file, or stop with one line naming the bad key."""
     path = Path(path)
-    raw = _read_yaml(path)
+    return check_params(read_yaml(path), where=path)
+
+
+def check_params(raw: dict[str, Any], where: Path) -> Params:
+    """Validate a params tree; ``where`` names its source in the one-line error."""
     try:
         return Params.model_validate(raw)
     except ValidationError as error:
-        raise PipelineError(_describe(path, error)) from None
+        raise PipelineError(_describe(where, error)) from None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping, or one line saying why the file is not one."""
     if not path.is_file():
         raise PipelineError(f"{path}: file not found; run the stage from the repository root")
     # YAML 1.2, like DVC itself: `dvc exp run -S phase2.lr=1e-4` writes 1e-4, which
@@ -173,14 +238,25 @@ def _sentence(detail: ErrorDetails) -> str:
     message = detail["msg"]
     if message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
+        # A check across a section's keys names the key it is about: "warmup_epochs: ...".
+        field, _, rest = message.partition(": ")
+        if rest and field in _section_model(detail["loc"]).model_fields:
+            return f"{key}.{field}: {rest}"
         return f"{key}: {message}"
-    return f"{key}: {message.lower()}, got {detail['input']!r}"
+    return f"{key}: {message.lower()}, got {_quote(detail['input'])}"
+
+
+def _quote(value: Any, limit: int = 80) -> str:
+    """The offending value as written, cut short: one line even for a huge value."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _section_model(loc: tuple[int | str, ...]) -> type[BaseModel]:
     model: type[BaseModel] = Params
     for part in loc:
         annotation = model.model_fields[str(part)].annotation
-        assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return model
         model = annotation
     return model

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import shlex
 from pathlib import Path
 
@@ -24,18 +23,18 @@ from ruamel.yaml import YAML
 
 from src.finetune.errors import PipelineError, run_stage
 from src.finetune.files import content_hash
-from src.finetune.history import read_history
+from src.finetune.history import kept_epochs, read_history, read_summary, with_learning_rates
+from src.finetune.metrics import read_metrics
 from src.finetune.params import Params, load_params
 from src.finetune.tracking import (
     TAG_EXECUTION,
     check_server,
     close_orphaned_runs,
     comparison_run,
+    comparison_series,
     context_tags,
     experiment_id_for,
     fill_missing_steps,
-    headline_series,
-    history_series,
     open_store,
     tracking_uri,
 )
@@ -53,14 +52,22 @@ def report_paths(pipeline: Path = Path("dvc.yaml")) -> dict[str, Path]:
 def relog(client: MlflowClient, params: Params, paths: dict[str, Path]) -> str:
     """Log the outputs that exist to one comparison run; returns its id."""
     present = {name: path for name, path in paths.items() if path.is_file()}
-    phases = ("phase1-history", "phase2-history")
-    histories = [read_history(present[name]) for name in phases if name in present]
+    histories = [
+        read_history(present[f"phase{n}-history"]).assign(phase=n)
+        for n in (1, 2)
+        if f"phase{n}-history" in present
+    ]
     if not histories:
         raise PipelineError(
             f"nothing to log: {paths['phase1-history']} not found; run `dvc repro` or `dvc pull`"
         )
-    history = pd.concat(histories, ignore_index=True)
-    metrics = json.loads(present["metrics"].read_text()) if "metrics" in present else {}
+    summaries = {
+        n: read_summary(present[f"phase{n}-summary"])
+        for n in (1, 2)
+        if f"phase{n}-summary" in present
+    }
+    history = with_learning_rates(pd.concat(histories, ignore_index=True), summaries)
+    metrics = read_metrics(present["metrics"]) if "metrics" in present else {}
 
     # The outputs' content names the run, so a second relog of them finds the first one.
     key = hashlib.md5(
@@ -70,7 +77,7 @@ def relog(client: MlflowClient, params: Params, paths: dict[str, Path]) -> str:
     experiment_id = experiment_id_for(client, params.mlflow.experiment)
     close_orphaned_runs(client, experiment_id)  # the runs the server lost track of
     run_id = comparison_run(client, experiment_id, params, tags, name=f"relog-{key[:8]}")
-    fill_missing_steps(client, run_id, history_series(history) | headline_series(metrics))
+    fill_missing_steps(client, run_id, comparison_series(history, kept_epochs(summaries), metrics))
     for path in present.values():
         client.log_artifact(run_id, str(path))
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))

@@ -1,13 +1,14 @@
-"""The written report: the headline comparison, the figure, per-class and per-phase detail."""
+"""The written report: the headline comparison, the figure, what ran, per-class detail."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from src.finetune.params import Params
+from src.finetune.params import AugmentParams, Params, PhaseParams
 from src.finetune.plots import fine_tune_start
 
 
@@ -32,8 +33,79 @@ def best_epoch(history: pd.DataFrame, phase: int) -> tuple[int, float]:
     return int(best["epoch"]), float(best["val_accuracy"])
 
 
+def optimizer_text(phase: PhaseParams) -> str:
+    """``AdamW lr 0.001, weight decay 0.05, cosine after 2 warm-up epochs``, as configured."""
+    name = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD (Nesterov)"}[phase.optimizer]
+    parts = [f"{name} lr {phase.lr:g}"]
+    if phase.weight_decay:
+        parts.append(f"weight decay {phase.weight_decay:g}")
+    if phase.schedule == "cosine" or phase.warmup_epochs:
+        warmup = f" after {phase.warmup_epochs} warm-up epoch(s)" if phase.warmup_epochs else ""
+        parts.append(f"{phase.schedule}{warmup}")
+    return ", ".join(parts)
+
+
+def augmentation_text(augment: AugmentParams) -> str:
+    names = {
+        "flip": "horizontal flips",
+        "crop_pad": "random crops after padding {} px",
+        "rotation": "rotations up to {:g} turn",
+        "color_jitter": "colour jitter {:g}",
+        "randaugment": "RandAugment with {} operations",
+        "erasing": "random erasing (p {:g})",
+        "mixup": "MixUp (alpha {:g})",
+        "cutmix": "CutMix (alpha {:g})",
+    }
+    on = [names[key].format(value) for key, value in augment.model_dump().items() if value]
+    return ", ".join(on) if on else "none"
+
+
+def recipe_lines(params: Params, summaries: dict[int, dict[str, Any]]) -> list[str]:
+    """What ran, technique by technique, so a report can be read without params.yaml."""
+    lines = [
+        f"- Augmentation (both phases): {augmentation_text(params.augment)}.",
+        f"- Test-time augmentation: {params.evaluate.tta} extra view(s)."
+        if params.evaluate.tta
+        else "- Test-time augmentation: off.",
+    ]
+    for number, phase in ((1, params.phase1), (2, params.phase2)):
+        summary = summaries[number]
+        details = [optimizer_text(phase)]
+        if phase.label_smoothing:
+            details.append(f"label smoothing {phase.label_smoothing:g}")
+        if phase.early_stopping:
+            stopped = (
+                f"stopped after epoch {summary['last_epoch']}"
+                if summary["stopped_early"]
+                else "ran every epoch"
+            )
+            details.append(
+                f"early stopping (patience {phase.early_stopping}): {stopped}, "
+                f"kept epoch {summary['kept_epoch']}"
+            )
+        lines.append(f"- Phase {number}: {'; '.join(details)}.")
+        groups = summary.get("groups") or []
+        if number == 2 and len(groups) > 1:
+            rates = ", ".join(
+                f"{g['name']} {g['lr']:.2g}"
+                + (f" from epoch {g['first_epoch']}" if g["first_epoch"] else " (never reached)")
+                for g in groups
+            )
+            lines.append(f"  Groups (the head trains with the first): {rates}.")
+        if summary.get("inputs"):
+            lines.append(f"  Inputs: {summary['inputs']}.")
+    return lines
+
+
 def render_report(
-    metrics: dict, history: pd.DataFrame, params: Params, figure: Path, report: Path
+    metrics: dict,
+    history: pd.DataFrame,
+    summaries: dict[int, dict[str, Any]],
+    params: Params,
+    *,
+    title: str,
+    figure: Path,
+    report: Path,
 ) -> str:
     start = fine_tune_start(history)
     last = int(history["epoch"].max())
@@ -41,27 +113,43 @@ def render_report(
     best2, best2_acc = best_epoch(history, 2)
     per_class = metrics["per_class_accuracy"]
     image = Path(os.path.relpath(figure, report.parent)).as_posix()
+    tta = "baseline_accuracy_tta" in metrics
+    tta_head = " test accuracy with TTA |" if tta else ""
+    tta_rule = " ---: |" if tta else ""
+
+    def tta_cell(key: str, points: bool = False) -> str:
+        if not tta:
+            return ""
+        return f" {_points(metrics[key]) if points else _pct(metrics[key])} |"
+
     lines = [
-        "# CIFAR-10 transfer learning: feature extraction vs fine-tuning",
+        f"# {title}: feature extraction vs fine-tuning",
         "",
         f"{verdict(metrics['accuracy_delta'])} "
         f"({_pct(metrics['baseline_accuracy'])} -> {_pct(metrics['finetuned_accuracy'])} "
         f"on {metrics['test_images']} test images).",
         "",
-        "| checkpoint | epochs | test accuracy | test loss |",
-        "| --- | --- | ---: | ---: |",
-        f"| baseline: frozen base, new head (Adam lr {params.phase1.lr:g}) | 1-{start - 1} "
-        f"| {_pct(metrics['baseline_accuracy'])} | {metrics['baseline_loss']:.4f} |",
+        f"| checkpoint | epochs | kept epoch | test accuracy | test loss |{tta_head}",
+        f"| --- | --- | ---: | ---: | ---: |{tta_rule}",
+        f"| baseline: frozen base, new head ({optimizer_text(params.phase1)}) | 1-{start - 1} "
+        f"| {summaries[1]['kept_epoch']} | {_pct(metrics['baseline_accuracy'])} "
+        f"| {metrics['baseline_loss']:.4f} |{tta_cell('baseline_accuracy_tta')}",
         f"| fine-tuned: last {params.phase2.unfreeze_last} base layers unfrozen, BatchNorm frozen "
-        f"(Adam lr {params.phase2.lr:g}) | {start}-{last} "
-        f"| {_pct(metrics['finetuned_accuracy'])} | {metrics['finetuned_loss']:.4f} |",
-        f"| change | | {_points(metrics['accuracy_delta'])} "
-        f"| {metrics['finetuned_loss'] - metrics['baseline_loss']:+.4f} |",
+        f"({optimizer_text(params.phase2)}) | {start}-{last} | {summaries[2]['kept_epoch']} "
+        f"| {_pct(metrics['finetuned_accuracy'])} | {metrics['finetuned_loss']:.4f} "
+        f"|{tta_cell('finetuned_accuracy_tta')}",
+        f"| change | | | {_points(metrics['accuracy_delta'])} "
+        f"| {metrics['finetuned_loss'] - metrics['baseline_loss']:+.4f} "
+        f"|{tta_cell('accuracy_delta_tta', points=True)}",
         "",
         f"Base weights: `{params.model.weights}`.",
         "",
-        f"![Validation accuracy and loss over epochs 1-{last}; fine-tuning starts at epoch "
-        f"{start}]({image})",
+        f"![Validation accuracy, loss and learning rate over epochs 1-{last}; fine-tuning starts "
+        f"at epoch {start}; stars mark the epochs kept]({image})",
+        "",
+        "## What ran",
+        "",
+        *recipe_lines(params, summaries),
         "",
         "## Validation curves",
         "",

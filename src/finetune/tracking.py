@@ -41,6 +41,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, ML
 
 from src.finetune.errors import PipelineError
 from src.finetune.files import content_hash
+from src.finetune.metrics import headline
 from src.finetune.params import Params
 
 TAG_EXECUTION = "pipeline.execution"
@@ -51,7 +52,6 @@ TAG_DVC_EXP = "dvc.exp_name"
 TAG_PROCESS = "pipeline.process"
 OUTPUT_TAG = "pipeline.output.{path}"
 INPUT_TAG = "pipeline.input.{path}"
-HEADLINE = ("baseline_accuracy", "finetuned_accuracy", "accuracy_delta")
 SERVER_TIMEOUT_S = 5
 # A stalled tracking server must not stall training: fail a request after about ten seconds
 # instead of MLflow's two minutes of retries, unless the user chose otherwise.
@@ -197,6 +197,11 @@ class StageTracker:
         for run_id in (self.run_id, self.comparison_run_id):
             self._call(self.client.log_batch, run_id, metrics=batch)
 
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Params the stage works out (a group's learning rate), to its own run."""
+        batch = [Param(key, _param_value(value)) for key, value in params.items()]
+        self._call(self.client.log_batch, self.run_id, params=batch)
+
     def log_results(self, results: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, 0) for key, value in results.items()]
@@ -327,7 +332,21 @@ def history_series(history: pd.DataFrame) -> dict[str, dict[int, float]]:
 
 
 def headline_series(metrics: Mapping[str, Any]) -> dict[str, dict[int, float]]:
-    return {key: {0: float(metrics[key])} for key in HEADLINE if key in metrics}
+    return {key: {0: value} for key, value in headline(dict(metrics)).items()}
+
+
+def comparison_series(
+    history: pd.DataFrame, kept: Mapping[int, int], metrics: Mapping[str, Any]
+) -> dict[str, dict[int, float]]:
+    """What the comparison run shows of the outputs: every per-epoch curve (the learning rate
+    and the phase of each epoch among them), a point at each kept epoch, the headline."""
+    epochs = history["epoch"].astype(int)
+    series = history_series(history)
+    series["phase"] = dict(zip(epochs, history["phase"].astype(float), strict=True))
+    series["kept"] = dict.fromkeys(kept.values(), 1.0)
+    if "lr" in series:
+        series["lr"] = {epoch: rate for epoch, rate in series["lr"].items() if rate == rate}
+    return series | headline_series(metrics)
 
 
 def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> None:

@@ -1,114 +1,470 @@
-"""Glue between the prepared splits, ``model.fit`` and the per-epoch history files."""
+"""The training core: fit a model to the data along a plan, and return the history.
+
+It computes only. Saving the model, writing files and logging live in the stages, which hand
+in what they need as Keras callbacks (MLflow logging, per-epoch backups), the pattern of
+dvclive's and MLflow's own Keras callbacks.
+
+A phase trains its groups of layers (``model.training_groups``) in unfreezing steps: all at
+once, or the top group first and one more block every ``unfreeze_every`` epochs (gradual
+unfreezing). Each step is one ``fit`` of the same trainable part of the network, continuing
+the epoch count; early stopping and the backups span the steps.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
 
 import keras
 import pandas as pd
 import tensorflow as tf
 
-from src.finetune.caching import cached_outputs, split_frozen
-from src.finetune.data import NUM_CLASSES, Split
+from src.finetune.augment import Augmentation, augmentation
+from src.finetune.batches import batches
+from src.finetune.caching import NetworkCut, cached_split, cached_views, cut_below_trainable
+from src.finetune.data import Split
 from src.finetune.errors import PipelineError
-from src.finetune.files import write_csv
 from src.finetune.history import history_frame
-from src.finetune.model import compile_for_training, save_model
-from src.finetune.params import Phase1Params, Phase2Params
+from src.finetune.model import Block, set_trainable, training_groups
+from src.finetune.optimization import (
+    current_rate,
+    group_rates,
+    learning_rate,
+    make_optimizer,
+    route,
+)
+from src.finetune.params import AugmentParams, Params
 from src.finetune.resume import EpochBackup, Resumed
-from src.finetune.tracking import StageTracker
 
-EpochHook = Callable[[int, dict[str, float]], None]
 log = logging.getLogger(__name__)
 
 
-def as_dataset(split: Split, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """Batches of (float32 pixels 0-255, one-hot labels), converted per batch, never whole."""
-    dataset = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return (
-        dataset.batch(batch_size)
-        .map(_to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+@dataclass(frozen=True)
+class Plan:
+    """How one phase trains, read from params.yaml by ``Plan.for_phase``."""
+
+    phase: Literal["phase1", "phase2"]
+    epochs: int
+    initial_epoch: int
+    batch_size: int
+    seed: int
+    optimizer: str
+    lr: float
+    weight_decay: float
+    schedule: str
+    warmup_epochs: int
+    label_smoothing: float
+    early_stopping: int
+    augment: AugmentParams
+    unfreeze_last: int | None = None  # base layers the phase trains; None: the head alone
+    lr_decay: float = 1.0
+    unfreeze_every: int = 0
+    cache: bool = False
+    cache_budget_gb: float = 0.0
+    cached_views: int = 0
+    jit_compile: bool = False
+
+    @classmethod
+    def for_phase(
+        cls,
+        params: Params,
+        phase: Literal["phase1", "phase2"],
+        *,
+        initial_epoch: int = 0,
+        jit_compile: bool = False,
+    ) -> Plan:
+        section = getattr(params, phase)
+        shared = {
+            key: getattr(section, key)
+            for key in (
+                "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule",
+                "warmup_epochs", "label_smoothing", "early_stopping",
+            )
+        }  # fmt: skip
+        plan = cls(
+            phase=phase,
+            initial_epoch=initial_epoch,
+            seed=params.seed,
+            augment=params.augment,
+            cache_budget_gb=params.train.cache_budget_gb,
+            cached_views=params.train.cached_views,
+            jit_compile=jit_compile,
+            cache=True,
+            **shared,
+        )
+        if phase == "phase1":
+            return replace(plan, cache=params.phase1.cache_features)
+        p2 = params.phase2
+        return replace(
+            plan,
+            unfreeze_last=p2.unfreeze_last,
+            lr_decay=p2.lr_decay,
+            unfreeze_every=p2.unfreeze_every,
+        )
+
+    @property
+    def end_epoch(self) -> int:
+        return self.initial_epoch + self.epochs
 
 
-def _to_model_inputs(images: Any, labels: tf.Tensor) -> tuple[Any, tf.Tensor]:
-    floats = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), images)
-    return floats, tf.one_hot(labels, NUM_CLASSES)
+@dataclass(frozen=True)
+class Group:
+    """A group of layers as the phase trains it: its peak rate and the epoch it starts."""
+
+    name: str
+    lr: float
+    first_epoch: int | None  # 1-based global epoch; None: its turn never comes in this phase
+
+
+@dataclass(frozen=True)
+class UnfreezingStep:
+    """Epochs ``first`` (0-based, Keras's ``initial_epoch``) to ``end`` train ``groups``."""
+
+    first: int
+    end: int
+    groups: int
+
+
+@dataclass
+class History:
+    """What a phase did: one row per epoch it ran, and the epoch whose weights it kept."""
+
+    phase: str
+    frame: pd.DataFrame  # HISTORY_COLUMNS and the top group's learning rate, ``lr``
+    kept_epoch: int
+    stopped_early: bool
+    groups: list[Group]
+    inputs: str  # how the training inputs were computed: cached or streamed, and why
+
+    def summary(self) -> dict[str, Any]:
+        """What the history file does not say: the kept epoch, the rates, the inputs."""
+        epochs = self.frame["epoch"].astype(int)
+        rates = self.frame["lr"] if "lr" in self.frame else [None] * len(epochs)
+        return {
+            "phase": self.phase,
+            "first_epoch": int(epochs.iloc[0]),
+            "last_epoch": int(epochs.iloc[-1]),
+            "kept_epoch": self.kept_epoch,
+            "stopped_early": self.stopped_early,
+            "inputs": self.inputs,
+            "groups": [asdict(group) for group in self.groups],
+            "lr": {str(epoch): rate for epoch, rate in zip(epochs, rates, strict=True)},
+        }
+
+
+def unfreezing_steps(plan: Plan, groups: int) -> list[UnfreezingStep]:
+    """One step per group joining, ``unfreeze_every`` epochs apart; one step without it."""
+    if not plan.unfreeze_every or groups == 1:
+        return [UnfreezingStep(plan.initial_epoch, plan.end_epoch, groups)]
+    starts = [
+        plan.initial_epoch + k * plan.unfreeze_every
+        for k in range(groups)
+        if plan.initial_epoch + k * plan.unfreeze_every < plan.end_epoch
+    ]
+    ends = [*starts[1:], plan.end_epoch]
+    return [
+        UnfreezingStep(first, end, count)
+        for count, (first, end) in enumerate(zip(starts, ends, strict=True), start=1)
+    ]
+
+
+def phase_groups(model: keras.Model, plan: Plan) -> list[Group]:
+    """Each group's name, peak learning rate and first epoch, for the log and the tracker."""
+    blocks = training_groups(model, plan.unfreeze_last)
+    steps = unfreezing_steps(plan, len(blocks))
+    rates = group_rates(plan.lr, plan.lr_decay, len(blocks))
+    first = {step.groups - 1: step.first + 1 for step in steps}
+    if len(steps) == 1:
+        first = dict.fromkeys(range(len(blocks)), plan.initial_epoch + 1)
+    return [
+        Group(block.name, rate, first.get(k))
+        for k, (block, rate) in enumerate(zip(blocks, rates, strict=True))
+    ]
 
 
 def train(
     model: keras.Model,
-    train_split: Split,
-    val_split: Split,
-    *,
-    batch_size: int,
-    epochs: int,
-    initial_epoch: int,
-    seed: int,
-    on_epoch_end: EpochHook,
-    lr_param: str,
+    data: tuple[Split, Split],
+    plan: Plan,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
     backup: EpochBackup | None = None,
-) -> pd.DataFrame:
-    """Fit for ``epochs`` more epochs after ``initial_epoch``; returns the history frame.
+) -> History:
+    """Train ``model`` on (train, validation) along ``plan``; returns the history.
 
-    ``on_epoch_end`` receives the 1-based global epoch and the epoch's metrics as soon as
-    the epoch ends, so tracking shows training live. With a ``backup``, training resumes
-    after the last epoch a killed attempt completed; those epochs are reported again, for
-    the new attempt's run.
+    With a ``backup``, training resumes after the last epoch a killed attempt completed,
+    with its weights, optimizer state, learning-rate schedule step, unfreezing step and
+    early-stopping state. ``callbacks`` see every epoch as it ends, after the backup.
     """
-    backup = backup or _NoBackup()
-    resumed = backup.restore(model)
-    for row in resumed.rows:
-        on_epoch_end(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
-    rows = list(resumed.rows)
-    recorder = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: _record(rows, epoch + 1, _floats(logs), on_epoch_end)
-    )
-    start, end = max(initial_epoch, resumed.epoch), initial_epoch + epochs
-    if start < end:  # a killed attempt may have finished training but not saved the model
-        model.fit(
-            as_dataset(train_split, batch_size, shuffle_seed=seed),
-            validation_data=as_dataset(val_split, batch_size),
+    blocks = training_groups(model, plan.unfreeze_last)
+    set_trainable(model, blocks)  # the phase's whole range decides where the network is cut
+    inputs = training_inputs(model, data, plan)
+    log.info("%s: %s", plan.phase, inputs.description)
+    steps = unfreezing_steps(plan, len(blocks))
+    optimizers = GroupOptimizers(plan, blocks, inputs.steps_per_epoch)
+    stopping = PhaseEarlyStopping(plan.early_stopping) if plan.early_stopping else None
+    backup = backup or EpochBackup.disabled()
+    backup.follow(stopping)
+    resumed = backup.completed()
+    recorder = EpochRecorder(resumed)
+
+    for step in steps:
+        if step.end < resumed.epoch or (stopping and stopping.stopped_epoch):
+            continue
+        set_trainable(model, blocks[: step.groups])
+        inputs.view.compile(
+            optimizer=optimizers.for_step(step),
+            loss=phase_loss(plan),
+            metrics=["accuracy"],
+            jit_compile=plan.jit_compile,
+        )
+        if step.first < resumed.epoch <= step.end:
+            backup.restore(inputs.view)
+        start = max(step.first, resumed.epoch)
+        if start >= step.end or (stopping and stopping.stopped_epoch):
+            continue
+        inputs.view.fit(
+            inputs.train,
+            validation_data=inputs.validation,
             initial_epoch=start,
-            epochs=end,
-            # The backup runs before the recorder: an epoch is reported once it is safe.
-            callbacks=[keras.callbacks.TerminateOnNaN(), backup, recorder],
+            epochs=step.end,
+            # Order matters at an epoch's end: the learning rate joins the logs first, the
+            # backup runs after early stopping and before the callbacks that report the
+            # epoch, so an epoch is reported once it is safe.
+            callbacks=[
+                LearningRateInLogs(),
+                keras.callbacks.TerminateOnNaN(),
+                *inputs.per_epoch,
+                *([stopping] if stopping else []),
+                recorder,
+                backup,
+                *callbacks,
+            ],
             shuffle=False,  # the dataset shuffles itself, seeded, every epoch
             verbose=1 if sys.stdout.isatty() else 2,
         )
-    frame = history_frame(rows)
+        if inputs.view.stop_training and not (stopping and stopping.stopped_epoch):
+            break  # TerminateOnNaN: the divergence check below says what to do
+
+    frame = history_frame(recorder.rows)
     try:
-        _fail_on_divergence(frame, lr_param)
+        _fail_on_divergence(frame, f"{plan.phase}.lr")
     except PipelineError:
         backup.discard()  # resuming from diverged weights would only diverge again
         raise
-    return frame
+    kept = int(frame["epoch"].iloc[-1])
+    if stopping and stopping.best_weights is not None:
+        stopping.restore_best(inputs.view)
+        kept = stopping.best_epoch + 1
+    return History(
+        phase=plan.phase,
+        frame=frame,
+        kept_epoch=kept,
+        stopped_early=bool(stopping and stopping.stopped_epoch),
+        groups=phase_groups(model, plan),
+        inputs=inputs.description,
+    )
 
 
-class _NoBackup(keras.callbacks.Callback):
-    def restore(self, model: keras.Model) -> Resumed:
-        return Resumed()
-
-    def discard(self) -> None:
-        pass
+def phase_loss(plan: Plan) -> keras.losses.Loss:
+    """Cross-entropy against the one-hot (or mixed) labels, smoothed towards uniform by
+    ``label_smoothing``: the target becomes ``(1 - s) * y + s / classes``."""
+    return keras.losses.CategoricalCrossentropy(label_smoothing=plan.label_smoothing)
 
 
-def _record(rows: list, epoch: int, logs: dict[str, float], on_epoch_end: EpochHook) -> None:
-    rows.append({"epoch": epoch, **logs})
-    on_epoch_end(epoch, logs)
+@dataclass
+class TrainingInputs:
+    """The part of the network that trains, what it trains on, and how that was made."""
+
+    view: keras.Model
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    steps_per_epoch: int
+    description: str
+    per_epoch: list[keras.callbacks.Callback]
 
 
-def _floats(logs: dict | None) -> dict[str, float]:
-    return {key: float(value) for key, value in (logs or {}).items()}
+def training_inputs(model: keras.Model, data: tuple[Split, Split], plan: Plan) -> TrainingInputs:
+    """The fastest correct inputs for the phase: the frozen part's cached outputs if asked
+    for and within ``train.cache_budget_gb`` (several augmented views of each image when
+    augmenting), or else every batch streamed through the whole model."""
+    train_split, val_split = data
+    augmenter = augmentation(plan.augment, plan.seed, train_split.images.shape[1:])
+    steps_per_epoch = math.ceil(len(train_split) / plan.batch_size)
+    views = plan.cached_views if augmenter else 1
+    cut = cut_below_trainable(model) if plan.cache else None
+    why_not = _why_not_cached(cut, data, plan, views)
+    if cut is None or why_not:
+        return TrainingInputs(
+            view=model,
+            train=batches(
+                train_split, plan.batch_size, shuffle_seed=plan.seed, augmentation=augmenter
+            ),
+            validation=batches(val_split, plan.batch_size),
+            steps_per_epoch=steps_per_epoch,
+            description=f"streaming every batch through the whole model ({why_not})",
+            per_epoch=[ReseedEachEpoch(augmenter)] if augmenter else [],
+        )
+    cached_val = cached_split(cut, val_split)
+    if augmenter is None:
+        return TrainingInputs(
+            view=cut.trainable,
+            train=batches(cached_split(cut, train_split), plan.batch_size, shuffle_seed=plan.seed),
+            validation=batches(cached_val, plan.batch_size),
+            steps_per_epoch=steps_per_epoch,
+            description=f"training {cut.trainable.name} on the frozen part's cached outputs",
+            per_epoch=[],
+        )
+    view = tf.Variable(0, dtype=tf.int64, trainable=False, name="cached_view")
+    stacked = cached_views(cut, train_split, augmenter, views)
+    return TrainingInputs(
+        view=cut.trainable,
+        train=batches(stacked, plan.batch_size, shuffle_seed=plan.seed, views=views, view=view),
+        validation=batches(cached_val, plan.batch_size),
+        steps_per_epoch=steps_per_epoch,
+        description=(
+            f"training {cut.trainable.name} on the frozen part's cached outputs for {views} "
+            f"augmented views of each image ({augmenter.describe()}), epoch e on view e mod "
+            f"{views}; train.cached_views: 0 streams a fresh augmentation every epoch instead"
+        ),
+        per_epoch=[CycleViews(view, views)],
+    )
+
+
+def _why_not_cached(
+    cut: NetworkCut | None, data: tuple[Split, Split], plan: Plan, views: int
+) -> str:
+    """Why the phase streams, or an empty string when the cache can be used."""
+    if cut is None:
+        return "phase1.cache_features is false"
+    if views == 0:
+        return "augmentation is on and train.cached_views is 0: a fresh augmentation every epoch"
+    needed = cut.bytes_per_image() * (views * len(data[0]) + len(data[1]))
+    if needed > plan.cache_budget_gb * 1e9:
+        return (
+            f"caching the frozen part's outputs needs {needed / 1e9:.2f} GB, "
+            f"train.cache_budget_gb is {plan.cache_budget_gb}"
+        )
+    return ""
+
+
+class GroupOptimizers:
+    """An optimizer per group, created when the group starts training and kept after.
+
+    A step of gradual unfreezing adds a group: the groups already training keep their
+    optimizer state, and the new one starts its schedule at the phase's current step, so the
+    learning rate depends only on how far into the phase training is.
+    """
+
+    def __init__(self, plan: Plan, blocks: list[Block], steps_per_epoch: int) -> None:
+        self.plan = plan
+        self.blocks = blocks
+        self.steps_per_epoch = steps_per_epoch
+        self.rates = group_rates(plan.lr, plan.lr_decay, len(blocks))
+        self.optimizers: list[keras.optimizers.Optimizer] = []
+
+    def for_step(self, step: UnfreezingStep) -> keras.optimizers.Optimizer:
+        plan, per_epoch = self.plan, self.steps_per_epoch
+        variables = [_group_variables(block) for block in self.blocks[: step.groups]]
+        while len(self.optimizers) < step.groups:
+            k = len(self.optimizers)
+            rate = learning_rate(
+                self.rates[k],
+                plan.schedule,
+                warmup_steps=plan.warmup_epochs * per_epoch,
+                total_steps=plan.epochs * per_epoch,
+            )
+            optimizer = make_optimizer(plan.optimizer, rate, plan.weight_decay, variables[k])
+            optimizer.iterations.assign((step.first - plan.initial_epoch) * per_epoch)
+            self.optimizers.append(optimizer)
+        return route(self.optimizers, variables)
+
+
+def _group_variables(block: Block) -> list:
+    return [weight for layer in block.layers for weight in layer.trainable_weights]
+
+
+class PhaseEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras's early stopping on ``val_loss``, restoring the best epoch's weights, over a
+    whole phase: one state across the phase's fits (one per unfreezing step), the best
+    weights restored once, at its end, and a state the per-epoch backup can keep."""
+
+    def __init__(self, patience: int) -> None:
+        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True)
+        super().on_train_begin()
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """A later fit of the same phase continues where the previous one stopped."""
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        """The phase restores the best weights once it ends (``restore_best``)."""
+
+    def restore_best(self, model: keras.Model) -> None:
+        model.set_weights(self.best_weights)
+        log.info(
+            "early stopping: kept the weights of epoch %d (val_loss %.4f)%s",
+            self.best_epoch + 1,
+            self.best,
+            f"; stopped after epoch {self.stopped_epoch + 1}" if self.stopped_epoch else "",
+        )
+
+    def state(self) -> dict[str, Any]:
+        best = None if self.best is None else float(self.best)
+        return {
+            "wait": self.wait,
+            "best": best,
+            "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch,
+        }
+
+    def load_state(self, state: dict[str, Any], best_weights: list | None) -> None:
+        self.wait, self.best = int(state["wait"]), state["best"]
+        self.best_epoch, self.stopped_epoch = int(state["best_epoch"]), int(state["stopped_epoch"])
+        self.best_weights = best_weights
+
+
+class LearningRateInLogs(keras.callbacks.Callback):
+    """Adds the top group's learning rate at the epoch's end to its logs, as ``lr``."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["lr"] = current_rate(self.model.optimizer)
+
+
+class ReseedEachEpoch(keras.callbacks.Callback):
+    """Restarts the augmentation's random stream at the epoch's own seed (see ``augment``)."""
+
+    def __init__(self, augmenter: Augmentation) -> None:
+        super().__init__()
+        self.augmenter = augmenter
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.augmenter.reseed(epoch)
+
+
+class CycleViews(keras.callbacks.Callback):
+    """Points the cached training batches at the augmented view of this epoch."""
+
+    def __init__(self, view: tf.Variable, views: int) -> None:
+        super().__init__()
+        self.view, self.views = view, views
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.view.assign(epoch % self.views)
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """The history rows: those a killed attempt completed, then each epoch as it ends."""
+
+    def __init__(self, resumed: Resumed) -> None:
+        super().__init__()
+        self.rows: list[dict[str, float]] = list(resumed.rows)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
 
 
 def _fail_on_divergence(frame: pd.DataFrame, lr_param: str) -> None:
@@ -121,90 +477,12 @@ def _fail_on_divergence(frame: pd.DataFrame, lr_param: str) -> None:
         )
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow and use deterministic ops: same params, same run.
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and TensorFlow; with ``deterministic``, use deterministic ops too.
 
-    Deterministic ops cost nothing measurable on the CPU (see README: Determinism); on a
-    GPU, TensorFlow picks slower deterministic kernels where it must.
+    Deterministic ops cost nothing measurable on the CPU (see README: Speed); on a GPU,
+    TensorFlow picks slower deterministic kernels where it must, and Keras turns XLA off.
     """
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
-def train_phase(
-    model: keras.Model,
-    splits: tuple[Split, Split],
-    *,
-    name: str,
-    phase: Phase1Params | Phase2Params,
-    cache: bool,
-    cache_budget_gb: float,
-    jit_compile: bool,
-    initial_epoch: int,
-    seed: int,
-    tracker: StageTracker,
-    model_path: Path,
-    history_path: Path,
-    backup: EpochBackup,
-) -> None:
-    """Train the phase's trainable layers, then write and record the model and history.
-
-    With ``cache``, the frozen part of the network runs once and only the trainable part
-    trains, on its cached outputs, if they fit in ``cache_budget_gb``; otherwise every batch
-    streams through the whole model. The backup outlives a kill and is removed only once
-    both outputs are written.
-    """
-    trainable, (train_split, val_split) = model, splits
-    if cache:
-        trainable, (train_split, val_split) = cached_training(model, splits, cache_budget_gb)
-    compile_for_training(trainable, phase.lr, jit_compile)
-    history = train(
-        trainable,
-        train_split,
-        val_split,
-        batch_size=phase.batch_size,
-        epochs=phase.epochs,
-        initial_epoch=initial_epoch,
-        seed=seed,
-        on_epoch_end=tracker.log_epoch,
-        lr_param=f"{name}.lr",
-        backup=backup,
-    )
-    save_model(model, model_path)
-    write_csv(history_path, history)
-    backup.discard()
-    tracker.record_outputs(model_path, history_path)
-    tracker.log_artifacts(history_path)
-
-
-def cached_training(
-    model: keras.Model, splits: tuple[Split, Split], budget_gb: float
-) -> tuple[keras.Model, tuple[Split, Split]]:
-    """The trainable part of ``model`` and the splits as its inputs, if they fit the budget."""
-    parts = split_frozen(model)
-    images = sum(len(split) for split in splits)
-    needed = parts.bytes_per_image() * images
-    if needed > budget_gb * 1e9:
-        log.info(
-            "streaming every batch through the whole model: caching the frozen part's outputs "
-            "needs %.2f GB, train.cache_budget_gb is %s",
-            needed / 1e9,
-            budget_gb,
-        )
-        return model, splits
-    started = time.monotonic()
-    cached = tuple(
-        Split(
-            cached_outputs(parts.frozen, as_dataset(split, parts.inference_batch_size())),
-            split.labels,
-        )
-        for split in splits
-    )
-    log.info(
-        "cached the frozen part's outputs for %d images (%.2f GB) in %.1f s; training %s",
-        images,
-        needed / 1e9,
-        time.monotonic() - started,
-        parts.trainable.name,
-    )
-    return parts.trainable, cached
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()

@@ -8,21 +8,15 @@ from pathlib import Path
 
 from src.finetune.data import load_class_names, load_split
 from src.finetune.errors import run_stage
-from src.finetune.evaluation import comparison_metrics, confusion_rows, score
+from src.finetune.evaluation import score
 from src.finetune.files import write_csv, write_json
+from src.finetune.metrics import comparison_metrics, confusion_rows, headline
 from src.finetune.model import load_checkpoint
 from src.finetune.params import load_params
 from src.finetune.tracking import track_stage
 
 STAGE = "evaluate"
-PARAMS: tuple[str, ...] = ()
-HEADLINE = (
-    "baseline_accuracy",
-    "finetuned_accuracy",
-    "accuracy_delta",
-    "baseline_loss",
-    "finetuned_loss",
-)
+PARAMS = ("evaluate",)
 log = logging.getLogger(STAGE)
 
 
@@ -39,20 +33,28 @@ def main(argv: list[str] | None = None) -> None:
     class_names = load_class_names(args.data)
     baseline_model = load_checkpoint(args.baseline, rerun="phase1_extract")
     finetuned_model = load_checkpoint(args.finetuned, rerun="phase2_finetune")
+    tta = params.evaluate.tta
 
     with track_stage(STAGE, params, PARAMS) as tracker:
         tracker.link_inputs(args.data, args.baseline, args.finetuned)
         baseline, finetuned = score(baseline_model, test), score(finetuned_model, test)
-        metrics = comparison_metrics(baseline, finetuned, test.labels, class_names)
+        with_tta = (
+            (score(baseline_model, test, tta), score(finetuned_model, test, tta)) if tta else None
+        )
+        metrics = comparison_metrics(baseline, finetuned, test.labels, class_names, with_tta)
         write_json(args.metrics, metrics)
         write_csv(args.confusion, confusion_rows(test.labels, finetuned.predictions, class_names))
         log.info(
-            "test accuracy: baseline %.4f, fine-tuned %.4f, delta %+.4f",
+            "test accuracy: baseline %.4f, fine-tuned %.4f, delta %+.4f%s",
             metrics["baseline_accuracy"],
             metrics["finetuned_accuracy"],
             metrics["accuracy_delta"],
+            f"; with {tta} TTA view(s): baseline {metrics['baseline_accuracy_tta']:.4f}, "
+            f"fine-tuned {metrics['finetuned_accuracy_tta']:.4f}"
+            if tta
+            else "",
         )
-        tracker.log_results({key: metrics[key] for key in HEADLINE})
+        tracker.log_results(headline(metrics))
         tracker.record_outputs(args.metrics, args.confusion)
         tracker.log_artifacts(args.metrics, args.confusion)
 

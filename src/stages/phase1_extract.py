@@ -12,10 +12,11 @@ from src.finetune.model import build_model, serving_model
 from src.finetune.params import load_params
 from src.finetune.resume import EpochBackup, fingerprint
 from src.finetune.tracking import track_stage
-from src.finetune.training import seed_everything, train_phase
+from src.finetune.training import Plan, seed_everything
+from src.stages.common import PhaseOutputs, train_phase
 
 STAGE = "phase1_extract"
-PARAMS = ("seed", "data.image_size", "model", "phase1", "train")
+PARAMS = ("seed", "data.image_size", "model", "augment", "phase1", "train")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,14 +24,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True, help="prepared splits")
     parser.add_argument("--model", type=Path, required=True, help="checkpoint to write")
     parser.add_argument("--history", type=Path, required=True, help="history CSV to write")
+    parser.add_argument("--summary", type=Path, required=True, help="phase summary to write")
     parser.add_argument(
         "--backup-dir", type=Path, required=True, help="per-epoch backup, kept only after a kill"
     )
     args = parser.parse_args(argv)
     params = load_params()
-    seed_everything(params.seed)
-    train_split, val_split = load_split(args.data, "train"), load_split(args.data, "val")
+    seed_everything(params.seed, params.train.deterministic)
+    data = load_split(args.data, "train"), load_split(args.data, "val")
     devices = configure(params.train)
+    plan = Plan.for_phase(params, "phase1", jit_compile=devices.jit_compile)
+    backup = EpochBackup(args.backup_dir, fingerprint(params.select(PARAMS), (args.data,)), STAGE)
 
     with track_stage(STAGE, params, PARAMS) as tracker, devices.strategy.scope():
         tracker.link_inputs(args.data)
@@ -39,20 +43,11 @@ def main(argv: list[str] | None = None) -> None:
         )
         train_phase(
             model,
-            (train_split, val_split),
-            name="phase1",
-            phase=params.phase1,
-            cache=params.phase1.cache_features,
-            cache_budget_gb=params.train.cache_budget_gb,
-            jit_compile=devices.jit_compile,
-            initial_epoch=0,
-            seed=params.seed,
+            data,
+            plan,
             tracker=tracker,
-            model_path=args.model,
-            history_path=args.history,
-            backup=EpochBackup(
-                args.backup_dir, fingerprint(params.select(PARAMS), (args.data,)), STAGE
-            ),
+            backup=backup,
+            outputs=PhaseOutputs(args.model, args.history, args.summary),
         )
         if params.mlflow.log_models:
             tracker.log_model(serving_model(model), "baseline_model")

@@ -1,0 +1,64 @@
+"""``tf.data`` pipelines that feed the model: batches of float pixels 0-255 and one-hot labels.
+
+The arrays stay as they are (uint8 images, or the cached outputs of the frozen part); each
+batch is gathered by index, converted and prefetched, so no float32 copy of a whole split is
+ever made. Training batches are shuffled, seeded, in a new order every epoch, and augmented
+when asked to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from src.finetune.augment import Augmentation
+from src.finetune.data import NUM_CLASSES, Split
+
+
+def batches(
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle_seed: int | None = None,
+    augmentation: Augmentation | None = None,
+    views: int = 1,
+    view: tf.Variable | None = None,
+) -> tf.data.Dataset:
+    """The split in batches of ``(inputs, one-hot or mixed labels)``.
+
+    ``views`` > 1: the split stacks that many augmented views of the same images one after
+    the other (see ``caching``), and ``view`` holds the one this epoch trains on.
+    """
+    images = tf.nest.map_structure(tf.convert_to_tensor, split.images)
+    labels = tf.convert_to_tensor(split.labels)
+    count = len(split) // views
+    indices = tf.data.Dataset.range(count)
+    if shuffle_seed is not None:
+        indices = indices.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=True)
+    indices = indices.batch(batch_size)
+    if view is not None:
+        indices = indices.map(lambda i: i + tf.cast(view, tf.int64) * count)
+
+    def gather(i: tf.Tensor) -> tuple[Any, tf.Tensor]:
+        picked = tf.nest.map_structure(lambda t: tf.gather(t, i), images)
+        return to_model_inputs(picked, tf.gather(labels, i))
+
+    dataset = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    if augmentation is not None:
+        # In order, one batch after the other: the random stream is reproducible only so.
+        dataset = dataset.enumerate().map(lambda b, xy: augmentation(*xy, b))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def to_model_inputs(images: Any, labels: tf.Tensor) -> tuple[Any, tf.Tensor]:
+    """float32 inputs; integer labels one-hot, labels already mixed (floats) as they are."""
+    floats = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), images)
+    if labels.dtype.is_floating:
+        return floats, labels
+    return floats, tf.one_hot(labels, NUM_CLASSES)
+
+
+def inputs_only(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """The inputs of a batched dataset, for ``predict``."""
+    return dataset.map(lambda inputs, _: inputs)

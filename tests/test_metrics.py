@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+import pytest
+
+from src.finetune.errors import PipelineError
+from src.finetune.metrics import (
+    Scores,
+    comparison_metrics,
+    confusion_rows,
+    headline,
+    per_class_accuracy,
+    read_metrics,
+)
+
+NAMES = tuple(f"c{i}" for i in range(10))
+LABELS = np.array([0, 1, 2, 3])
+BASELINE = Scores(loss=1.2, accuracy=0.25, predictions=np.array([0, 0, 0, 0]))
+FINETUNED = Scores(loss=0.8, accuracy=0.75, predictions=np.array([0, 1, 2, 0]))
+
+
+def test_per_class_accuracy_and_absent_classes():
+    labels = np.array([0, 0, 1, 1])
+    predictions = np.array([0, 1, 1, 1])
+    result = per_class_accuracy(labels, predictions, NAMES)
+    assert result["c0"] == 0.5 and result["c1"] == 1.0 and result["c2"] is None
+
+
+def test_comparison_metrics_delta_is_finetuned_minus_baseline():
+    metrics = comparison_metrics(BASELINE, FINETUNED, LABELS, NAMES)
+    assert metrics["accuracy_delta"] == pytest.approx(0.5)
+    assert metrics["baseline_loss"] == 1.2 and metrics["finetuned_loss"] == 0.8
+    assert metrics["per_class_accuracy"]["finetuned"]["c3"] == 0.0
+    assert metrics["test_images"] == 4
+    assert not any(key.endswith("_tta") for key in metrics)
+
+
+def test_tta_adds_its_accuracies_and_delta_beside_the_plain_ones():
+    tta = (Scores(1.0, 0.5, LABELS), Scores(0.7, 1.0, LABELS))
+    metrics = comparison_metrics(BASELINE, FINETUNED, LABELS, NAMES, tta)
+    assert metrics["baseline_accuracy_tta"] == 0.5 and metrics["finetuned_accuracy_tta"] == 1.0
+    assert metrics["accuracy_delta_tta"] == pytest.approx(0.5)
+    assert set(headline(metrics)) == {
+        "baseline_accuracy",
+        "finetuned_accuracy",
+        "accuracy_delta",
+        "baseline_loss",
+        "finetuned_loss",
+        "baseline_accuracy_tta",
+        "finetuned_accuracy_tta",
+        "accuracy_delta_tta",
+    }
+
+
+def test_confusion_rows_name_classes_per_image():
+    rows = confusion_rows(np.array([0, 2]), np.array([1, 2]), NAMES)
+    assert rows.to_dict("records") == [
+        {"actual": "c0", "predicted": "c1"},
+        {"actual": "c2", "predicted": "c2"},
+    ]
+
+
+def test_metrics_are_read_back_and_checked(tmp_path):
+    path = tmp_path / "metrics.json"
+    metrics = comparison_metrics(BASELINE, FINETUNED, LABELS, NAMES)
+    path.write_text(json.dumps(metrics))
+    assert read_metrics(path) == metrics
+    path.write_text(json.dumps({k: v for k, v in metrics.items() if k != "finetuned_loss"}))
+    with pytest.raises(PipelineError, match="lacks finetuned_loss; run `dvc repro --force"):
+        read_metrics(path)
+    path.write_text(json.dumps(metrics | {"accuracy_delta": "high"}))
+    with pytest.raises(PipelineError, match="holds a headline that is no number"):
+        read_metrics(path)
+    path.write_text("{")
+    with pytest.raises(PipelineError, match="is not valid JSON"):
+        read_metrics(path)
