@@ -3,7 +3,7 @@ PYTHON ?= .venv/bin/python
 BIN := $(abspath $(dir $(PYTHON)))/
 DEMO_ARCHIVE := data/sample/cifar-10-sample.tar.gz
 
-.PHONY: help install install-gpu install-s3 demo repro test test-fast lint format ui bench bench-memory
+.PHONY: help install install-gpu install-s3 demo repro strong-recipe test test-fast lint format ui bench bench-memory
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,10 @@ demo: ## Whole pipeline offline: generated sample archive, random weights (~1-2 
 
 repro: ## The full experiment (needs network once for CIFAR-10 and the ImageNet weights)
 	PATH="$(BIN):$$PATH" $(BIN)dvc repro
+
+strong-recipe: ## The strong fine-tuning recipe (recipes/strong.yaml) as the experiment strong-recipe
+	args=$$($(PYTHON) -m src.finetune.recipes strong) && \
+	  PATH="$(BIN):$$PATH" $(BIN)dvc exp run -n strong-recipe $$args
 
 test: ## The whole test suite, end-to-end tests included (~12 min on 2 CPU cores)
 	$(PYTHON) -m pytest

@@ -23,13 +23,27 @@ def load(data: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
         return images, keras.utils.to_categorical(arrays["labels"], 10)
 
 
-def phase1(weights: str | None, dropout: float, lr: float) -> keras.Model:
+def augmentation(pad: int | None) -> list[keras.layers.Layer]:
+    """Flips and shifts of up to ``pad`` pixels, as the keras.io guides add them: layers of
+    the model, active in training only."""
+    if pad is None:
+        return []
+    return [
+        keras.layers.RandomFlip("horizontal"),
+        keras.layers.RandomTranslation(pad / 32, pad / 32, fill_mode="constant"),
+    ]
+
+
+def phase1(weights: str | None, dropout: float, lr: float, pad: int | None) -> keras.Model:
     base = keras.applications.EfficientNetV2B0(
         include_top=False, weights=weights, input_shape=(32, 32, 3)
     )
     base.trainable = False
     inputs = keras.Input(shape=(32, 32, 3))
-    x = base(inputs, training=False)
+    x = inputs
+    for layer in augmentation(pad):
+        x = layer(x)
+    x = base(x, training=False)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dropout(dropout)(x)
     outputs = keras.layers.Dense(10, activation="softmax")(x)
@@ -39,7 +53,7 @@ def phase1(weights: str | None, dropout: float, lr: float) -> keras.Model:
 
 
 def phase2(model: keras.Model, unfreeze_last: int, lr: float) -> keras.Model:
-    base = model.layers[1]
+    base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
     base.trainable = True
     for layer in base.layers[:-unfreeze_last]:
         layer.trainable = False
@@ -60,12 +74,15 @@ def main() -> None:
     parser.add_argument("--lr", type=float, required=True)
     parser.add_argument("--unfreeze-last", type=int, default=40)
     parser.add_argument("--history", type=Path, required=True)
+    parser.add_argument(
+        "--augment-pad", type=int, default=None, help="flip and crop after padding N px"
+    )
     args = parser.parse_args()
     keras.utils.set_random_seed(42)
     x_train, y_train = load(args.data, "train")
     x_val, y_val = load(args.data, "val")
     if args.phase == 1:
-        model = phase1(None, 0.3, args.lr)
+        model = phase1(None, 0.3, args.lr, args.augment_pad)
     else:
         model = phase2(keras.saving.load_model(args.model), args.unfreeze_last, args.lr)
     history = model.fit(
