@@ -1,84 +1,81 @@
-"""Peak memory of streamed training at image_size 224 with the full 60,000 images loaded.
+"""Peak memory of `prepare` and of a training epoch on image folders of growing size: it must
+not grow with the number of images.
 
-    make bench-memory     # python -m benchmarks.memory [--steps 20]
+    make bench-memory     # python -m benchmarks.memory [--counts 10000 100000]
 
-Generates a full-size archive (50,000 training + 10,000 test images), prepares it with the
-pipeline's own code, then in one process does what the training stages do at
-`data.image_size: 224`: loads the splits, builds the model, and trains the top 40 layers
-(phase 2, the heavier phase) through `model.fit` on the streaming `tf.data` pipeline, which
-resizes each batch inside the model. On a 2-core CPU a full epoch at 224 takes hours, so it
-runs `--steps` batches: nothing accumulates from one step to the next, so the peak is
-reached within the first steps. Phase 1's cached pooled features for the same images are
-computed from their shape (1,280 float32 numbers per image). Prints one JSON line.
+For each count, a folder of that many generated PNG files (10 classes, 32x32) is written,
+then, in a scratch DVC repository of the project, as whole processes: `dvc repro prepare`
+(`data.source: folder`) and `dvc repro phase1_extract` for one epoch streamed through the
+whole model (`phase1.cache_features: false`: the cache would hold 5 KB per image by design).
+Prints one JSON line per count and writes reports/memory.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import resource
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from src.finetune.batches import batches
-from src.finetune.data import load_split, read_archive, save_splits, split_validation
-from src.finetune.model import build_model, unfreeze_top
-from src.finetune.sample import write_archive
+from benchmarks.benchmark import ROOT, measure, write_params
+from src.finetune.files import copy_files, write_json
+
+PROJECT = ("src", "dvc.yaml", "params.yaml", "data/images/README.md")
+CLASSES = 10
 
 
-def prepare(out: Path) -> None:
-    """A full-size generated archive, split like the prepare stage does."""
-    write_archive(out / "full.tar.gz", 50_000, 10_000, seed=3)
-    cifar = read_archive(out / "full.tar.gz")
-    train, val = split_validation(cifar.train, 0.1, np.random.default_rng(0))
-    save_splits(out, {"train": train, "val": val, "test": cifar.test}, cifar.class_names)
+def generated_folder(root: Path, count: int) -> None:
+    """``count`` small PNG files in ten class sub-folders, each image its own noise."""
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        label = index % CLASSES
+        pixels = rng.integers(0, 64, (32, 32, 3), dtype=np.uint8) + np.uint8(16 * label)
+        path = root / f"class_{label}" / f"{index:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path, compress_level=1)
+
+
+def run(count: int) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="finetune-memory-"))
+    copy_files(PROJECT, ROOT, workdir)
+    generated_folder(workdir / "data/images", count)
+    write_params(
+        workdir,
+        {
+            "data.source": "folder",
+            "model.weights": "none",
+            "phase1.epochs": 1,
+            "phase1.cache_features": False,
+        },
+    )
+    measure(["dvc", "init", "--no-scm", "-q"], workdir)
+    shutil.copytree(ROOT / ".dvc/plots", workdir / ".dvc/plots")
+    prepare = measure(["dvc", "repro", "prepare"], workdir)
+    epoch = measure(["dvc", "repro", "phase1_extract"], workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "images": count,
+        "prepare_peak_rss_mb": prepare["peak_rss_mb"],
+        "prepare_wall_s": prepare["wall_s"],
+        "training_epoch_peak_rss_mb": epoch["peak_rss_mb"],
+        "training_epoch_wall_s": epoch["wall_s"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=20, help="training batches to run")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--counts", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--out", type=Path, default=ROOT / "reports/memory.json")
     args = parser.parse_args()
-
-    scratch = Path(tempfile.mkdtemp(prefix="finetune-memory-"))
-    # Generating and preparing the archive happens in another process: this one measures
-    # training only, as a training stage would run.
-    preparing = multiprocessing.get_context("spawn").Process(target=prepare, args=(scratch,))
-    preparing.start()
-    preparing.join()
-    train, val = load_split(scratch, "train"), load_split(scratch, "val")
-    after_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-    model = build_model(weights=None, dropout=0.3, image_size=224)
-    unfreeze_top(model, 40)
-    model.compile(optimizer="adam", loss="categorical_crossentropy")
-    model.fit(
-        batches(train, args.batch_size, shuffle_seed=0),
-        steps_per_epoch=args.steps,
-        epochs=1,
-        verbose=2,
-    )
-    model.predict(batches(val, args.batch_size).take(args.steps), verbose=0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(
-        json.dumps(
-            {
-                "images_in_memory": len(train) + len(val) + 10_000,
-                "image_size": 224,
-                "batch_size": args.batch_size,
-                "training_steps": args.steps,
-                "peak_rss_after_loading_mb": round(after_data / 1024),
-                "peak_rss_mb": round(peak / 1024),
-                "phase1_feature_cache_mb": round((len(train) + len(val)) * 1280 * 4 / 2**20),
-                "float32_copy_of_the_data_at_224_would_be_mb": round(
-                    60_000 * 224 * 224 * 3 * 4 / 2**20
-                ),
-            }
-        )
-    )
+    rows = []
+    for count in args.counts:
+        rows.append(run(count))
+        print(json.dumps(rows[-1]), flush=True)
+    write_json(args.out, {"folders": rows})
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from ruamel.yaml import YAML
 
+from src.finetune.backbones import BACKBONES
 from src.finetune.data import Split
 from src.finetune.files import copy_files
 from src.finetune.history import HISTORY_COLUMNS, history_frame
@@ -44,6 +45,7 @@ PROJECT_FILES = (
     ".dvc/plots",
     ".dvcignore",
     ".gitignore",
+    "data/images/README.md",
 )
 
 
@@ -110,9 +112,14 @@ def run(cwd: Path, *command: str, **env: str) -> str:
     return result.stdout + result.stderr
 
 
-def make_project(root: Path, overrides: dict[str, Any] | None = None) -> Path:
-    """A committed git + DVC repository of the project on a tiny generated archive."""
+def make_project(
+    root: Path, overrides: dict[str, Any] | None = None, images_per_class: int = 0
+) -> Path:
+    """A committed git + DVC repository of the project on a tiny generated archive (and, with
+    ``images_per_class``, a folder of real image files in data/images)."""
     copy_files(PROJECT_FILES, ROOT, root)
+    if images_per_class:
+        image_folder(root / "data/images", per_class=images_per_class)
     sha256 = write_archive(root / "data/raw/sample.tar.gz", TINY_TRAIN, TINY_TEST, seed=2)
     write_params(
         root / "params.yaml", tiny_overrides("data/raw/sample.tar.gz", sha256) | (overrides or {})
@@ -199,9 +206,8 @@ class MlflowServer:
 def tiny_split(n: int = 20, seed: int = 0) -> Split:
     """``n`` random 32x32 images, labels cycling through the ten classes."""
     rng = np.random.default_rng(seed)
-    return Split(
-        rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n, dtype=np.int64) % 10
-    )
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    return Split(images, np.arange(n, dtype=np.int64) % 10, 10)
 
 
 def augment(**on: Any) -> AugmentParams:
@@ -239,10 +245,13 @@ def tiny_plan(**overrides: Any) -> Plan:
     return Plan(**(settings | overrides))
 
 
-def fresh_model(dropout: float = 0.0, image_size: int = 32) -> keras.Model:
-    """EfficientNetV2B0 with random weights and a new head, the same for every call."""
+def fresh_model(
+    dropout: float = 0.0, image_size: int = 32, backbone: str = "efficientnetv2b0"
+) -> keras.Model:
+    """A backbone with random weights and a new ten-class head on 32x32 images, the same for
+    every call."""
     keras.utils.set_random_seed(0)
-    return build_model(weights=None, dropout=dropout, image_size=image_size)
+    return build_model(BACKBONES[backbone], None, dropout, image_size, (32, 32, 3), 10)
 
 
 def brief_train(
@@ -261,3 +270,46 @@ def frame(first: int, n: int) -> pd.DataFrame:
     """A history of ``n`` epochs from ``first``, with made-up numbers."""
     rows = [{"epoch": first + i, **{c: 0.1 * i for c in HISTORY_COLUMNS[1:]}} for i in range(n)]
     return history_frame(rows)
+
+
+# --- image folders ----------------------------------------------------------------------------
+
+# Every mode and format a folder may hold, as (Pillow mode, suffix): the tests' folders mix them.
+IMAGE_KINDS = (
+    ("RGB", ".jpg"),
+    ("RGB", ".png"),
+    ("L", ".png"),
+    ("RGBA", ".png"),
+    ("P", ".gif"),
+    ("CMYK", ".jpg"),
+    ("I;16", ".png"),
+    ("RGB", ".webp"),
+    ("RGB", ".bmp"),
+)
+
+
+def write_image(path: Path, mode: str, size: tuple[int, int], shade: int) -> Path:
+    """A real image file: a gradient of ``shade`` in ``mode``, ``size`` = (width, height)."""
+    from PIL import Image
+
+    width, height = size
+    ramp = np.linspace(0, 1, width)[None, :] * np.ones((height, 1))
+    rgb = np.stack([ramp * shade, (1 - ramp) * 255, np.full_like(ramp, shade)], axis=-1)
+    image = Image.fromarray(rgb.astype(np.uint8), "RGB")
+    if mode == "I;16":
+        image = Image.fromarray((ramp * 257 * shade).astype(np.uint16))
+    elif mode != "RGB":
+        image = image.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def image_folder(root: Path, per_class: int = 6, classes: tuple[str, ...] = ("cat", "dog", "fox")):
+    """One sub-folder per class of real images in mixed sizes, modes and formats."""
+    for index, name in enumerate(classes):
+        for i in range(per_class):
+            mode, suffix = IMAGE_KINDS[(i + index) % len(IMAGE_KINDS)]
+            size = (20 + 13 * i, 30 + 7 * index)
+            write_image(root / name / f"{i:03d}{suffix}", mode, size, shade=60 + 60 * index)
+    return root

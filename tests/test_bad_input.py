@@ -17,7 +17,7 @@ import keras
 import pytest
 from mlflow.tracking import MlflowClient
 
-from src.finetune.data import sha256_of
+from src.finetune.archives import sha256_of
 from src.finetune.errors import run_stage
 from src.stages import evaluate, phase1_extract, phase2_finetune, prepare, report
 from tests.helpers import PIPELINE, REMOVE, stage_args, tiny_overrides, write_params
@@ -88,6 +88,19 @@ def lambda_checkpoint(workdir: Path, _: Path) -> None:
     keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Lambda(lambda x: x * 2)]).save(path)
 
 
+def foreign_checkpoint(relative: str) -> Callable[[Path, Path], None]:
+    """A valid Keras checkpoint that the pipeline did not write (another network)."""
+
+    def write(workdir: Path, _: Path) -> None:
+        path = workdir / relative
+        path.unlink()
+        inputs = keras.Input((32, 32, 3))
+        outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs))
+        keras.Model(inputs, outputs).save(path)
+
+    return write
+
+
 def not_a_weights_file(workdir: Path, _: Path) -> None:
     (workdir / "weights.h5").write_text("these are not weights\n")
     write_params(workdir / "params.yaml", params_for(workdir, {"model.weights": "weights.h5"}))
@@ -113,7 +126,7 @@ CASES = {
     ),
     "unfreeze-more-than-the-base": Case(
         "prepare",
-        "phase2.unfreeze_last: input should be less than or equal to 270",
+        "phase2.unfreeze_last: 300 is more than the 270 layers of efficientnetv2b0; use 0..270",
         {"phase2.unfreeze_last": 300},
     ),
     "image-too-small": Case(
@@ -183,6 +196,26 @@ CASES = {
         "models/phase2.keras is not a readable Keras checkpoint",
         breaks=replace("models/phase2.keras", first_half),
     ),
+    "foreign-checkpoint-for-phase2": Case(
+        "phase2_finetune",
+        "models/phase1.keras holds a model this pipeline did not build, not the efficientnetv2b0",
+        breaks=foreign_checkpoint("models/phase1.keras"),
+    ),
+    "foreign-checkpoint-for-evaluate": Case(
+        "evaluate",
+        "models/phase2.keras holds a model this pipeline did not build",
+        breaks=foreign_checkpoint("models/phase2.keras"),
+    ),
+    "checkpoint-of-another-backbone": Case(
+        "evaluate",
+        "holds a efficientnetv2b0 model for 10 classes of (32, 32, 3) images, not the resnet50v2",
+        {"model.backbone": "resnet50v2"},
+    ),
+    "folder-source-without-the-folder": Case(
+        "prepare",
+        "data.folder: ",
+        {"data.source": "folder", "data.folder": "nowhere/photos"},
+    ),
     "checkpoint-with-code": Case(
         "evaluate", "holds code (a Lambda layer) that Keras safe mode", breaks=lambda_checkpoint
     ),
@@ -195,7 +228,9 @@ CASES = {
         breaks=replace("reports/phase1_history.csv", lambda _: b"epoch,acc\n1,0.5\n"),
     ),
     "prepared-data-missing": Case(
-        "phase1_extract", "run `dvc repro prepare` first", breaks=remove("data/prepared/train.npz")
+        "phase1_extract",
+        "run `dvc repro prepare` first",
+        breaks=remove("data/prepared/train_images.npy"),
     ),
     "metrics-not-json": Case(
         "report",

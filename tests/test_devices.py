@@ -11,9 +11,8 @@ import pytest
 
 from src.finetune.devices import configure
 from src.finetune.errors import PipelineError
-from src.finetune.model import build_model
 from src.finetune.params import TrainParams
-from tests.helpers import ROOT, free_port
+from tests.helpers import ROOT, free_port, fresh_model
 
 
 def switches(**overrides) -> TrainParams:
@@ -44,7 +43,7 @@ def test_auto_is_off_on_a_cpu(restore_policy):
 def test_mixed_precision_keeps_the_softmax_in_float32(restore_policy):
     devices = configure(switches(mixed_precision=True, jit_compile=True))
     assert devices.mixed_precision and devices.jit_compile
-    model = build_model(weights=None, dropout=0.0, image_size=32)
+    model = fresh_model()
     assert model.get_layer("avg_pool").compute_dtype == "float16"
     assert model.get_layer("probs").compute_dtype == "float32"
     assert model.outputs[0].dtype == "float32"

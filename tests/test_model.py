@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from src.finetune.backbones import BACKBONES
 from src.finetune.errors import PipelineError
 from src.finetune.model import (
     base_blocks,
@@ -16,13 +17,16 @@ from src.finetune.model import (
     training_groups,
     unfreeze_top,
 )
-from tests.helpers import brief_train, tiny_split
+from tests.helpers import brief_train, fresh_model, tiny_split
 
 
 @pytest.fixture(scope="module")
 def model() -> keras.Model:
-    keras.utils.set_random_seed(0)
-    return build_model(weights=None, dropout=0.3, image_size=32)
+    return fresh_model(dropout=0.3)
+
+
+def built(weights, image_size=32):
+    return build_model(BACKBONES["efficientnetv2b0"], weights, 0.3, image_size, (32, 32, 3), 10)
 
 
 def test_head_sits_on_a_frozen_base(model):
@@ -41,7 +45,7 @@ def test_head_sits_on_a_frozen_base(model):
 
 
 def test_inputs_are_resized_inside_the_model_when_asked():
-    resized = build_model(weights=None, dropout=0.0, image_size=48)
+    resized = built(None, image_size=48)
     assert resized.get_layer("resize").output.shape[1:3] == (48, 48)
     assert resized.input_shape == (None, 32, 32, 3)
 
@@ -103,13 +107,13 @@ def test_weights_file_that_is_not_weights_is_a_clear_error(tmp_path):
     bogus = tmp_path / "bogus.weights.h5"
     bogus.write_bytes(b"nonsense")
     with pytest.raises(PipelineError, match=r"model\.weights: .* is not a weights file"):
-        build_model(weights=str(bogus), dropout=0.3, image_size=32)
+        built(str(bogus))
 
 
 def test_weights_file_from_a_saved_base_is_loaded(model, tmp_path):
     path = tmp_path / "base.weights.h5"
     base_of(model).save_weights(path)
-    rebuilt = build_model(weights=str(path), dropout=0.3, image_size=32)
+    rebuilt = built(str(path))
     for ours, theirs in zip(base_of(rebuilt).weights, base_of(model).weights, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
@@ -122,7 +126,7 @@ def test_offline_imagenet_download_is_a_clear_error(monkeypatch):
     with pytest.raises(
         PipelineError, match=r"copy efficientnetv2-b0_notop\.h5 into ~/\.keras/models/"
     ):
-        build_model(weights="imagenet", dropout=0.3, image_size=32)
+        built("imagenet")
 
 
 def test_serving_model_has_the_same_weights_and_only_standard_layers(model, tmp_path):

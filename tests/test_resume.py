@@ -186,7 +186,7 @@ def test_a_resumed_phase_picks_up_schedule_groups_unfreezing_and_early_stopping(
     only an early-stopping state carried across the kill can know.
     """
     images = tiny_split(n=20)
-    splits = (images, Split(images.images, (images.labels + 1) % 10))
+    splits = (images, Split(images.images, (images.labels + 1) % 10, 10))
 
     def run(backup, *callbacks):
         return brief_train(

@@ -10,9 +10,17 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from src.finetune.data import load_info, load_split
 from src.finetune.errors import run_stage
 from src.stages import evaluate, phase1_extract, phase2_finetune, prepare, report
-from tests.helpers import ROOT, TINY_TEST, TINY_TRAIN, stage_args, write_params
+from tests.helpers import (
+    ROOT,
+    TINY_TEST,
+    TINY_TRAIN,
+    stage_args,
+    tiny_overrides,
+    write_params,
+)
 
 RECORDED = ROOT / "tests/fixtures/defaults"
 
@@ -23,11 +31,13 @@ ARGS = {module: stage_args(module.STAGE) for module in STAGES}
 
 def test_prepare_writes_stratified_splits(pipeline):
     sizes = {}
-    for split in ("train", "val", "test"):
-        with __import__("numpy").load(pipeline / PREPARED / f"{split}.npz") as arrays:
-            assert arrays["images"].dtype.name == "uint8"
-            sizes[split] = len(arrays["labels"])
+    for name in ("train", "val", "test"):
+        split = load_split(pipeline / PREPARED, name)
+        assert split.images.dtype.name == "uint8" and split.images.shape[1:] == (32, 32, 3)
+        assert np.bincount(split.labels).tolist() == [len(split) // 10] * 10
+        sizes[name] = len(split)
     assert sizes == {"train": TINY_TRAIN * 9 // 10, "val": TINY_TRAIN // 10, "test": TINY_TEST}
+    assert load_info(pipeline / PREPARED).source == "cifar10"
 
 
 def test_histories_number_epochs_across_both_phases(pipeline):
@@ -142,6 +152,26 @@ def test_missing_upstream_checkpoint_names_the_stage_to_run(workdir, capsys, pip
     assert not (workdir / "mlflow.db").exists()
 
 
+def test_phase2_continues_after_the_last_epoch_phase1_ran(workdir, pipeline, sample_archive):
+    """Phase 1 stopped early after epoch 3 of 5 and kept epoch 2: phase 2 starts at epoch 4."""
+    archive, sha256 = sample_archive
+    write_params(
+        workdir / "params.yaml", tiny_overrides(str(archive), sha256) | {"phase2.epochs": 1}
+    )
+    (workdir / "data").symlink_to(pipeline / "data")
+    (workdir / "models").mkdir()
+    (workdir / "models/phase1.keras").symlink_to(pipeline / "models/phase1.keras")
+    history = pd.read_csv(pipeline / "reports/phase1_history.csv")
+    (workdir / "reports").mkdir()
+    pd.concat([history, history.tail(1).assign(epoch=3)]).to_csv(
+        workdir / "reports/phase1_history.csv", index=False
+    )
+    phase2_finetune.main(ARGS[phase2_finetune])
+    assert pd.read_csv(workdir / "reports/phase2_history.csv")["epoch"].tolist() == [4]
+    summary = json.loads((workdir / "reports/phase2_summary.json").read_text())
+    assert summary["first_epoch"] == summary["kept_epoch"] == 4
+
+
 def test_offline_prepare_fails_in_seconds_naming_the_file_to_put(tmp_path):
     write_params(
         tmp_path / "params.yaml",
@@ -165,3 +195,19 @@ def test_offline_prepare_fails_in_seconds_naming_the_file_to_put(tmp_path):
     assert len(errors) == 1 and "Traceback" not in result.stderr
     assert f"put the CIFAR-10 python archive at {tmp_path / 'data/raw/c.tar.gz'}" in errors[0]
     assert [p for p in (tmp_path / "data").rglob("*") if p.is_file()] == []
+
+
+def test_prepare_reads_the_cifar100_archive_at_its_default_place(workdir):
+    from src.finetune.archives import CIFAR100
+    from src.finetune.sample import write_archive
+
+    sha256 = write_archive(workdir / "data/raw/cifar-100-python.tar.gz", 400, 100, 0, CIFAR100)
+    write_params(
+        workdir / "params.yaml",
+        {"data.source": "cifar100", "data.sha256": sha256, "data.val_split": 0.25},
+    )
+    prepare.main(ARGS[prepare])
+    info = load_info(workdir / PREPARED)
+    assert info.source == "cifar100" and len(info.class_names) == 100
+    sizes = {name: len(load_split(workdir / PREPARED, name)) for name in ("train", "val", "test")}
+    assert sizes == {"train": 300, "val": 100, "test": 100}

@@ -52,7 +52,10 @@ def snapshot_of_server(client: MlflowClient) -> dict:
         "metrics": comparison.data.metrics,
         "curve": sorted(m.step for m in client.get_metric_history(run_id, "val_accuracy")),
         "artifacts": {a.path for a in client.list_artifacts(run_id)},
-        "model_files": {a.path for a in client.list_artifacts(run_id, "finetuned_model")},
+        "models": {
+            client.get_logged_model(output.model_id).name: output.model_id
+            for output in client.get_run(comparison.info.run_id).outputs.model_outputs
+        },
         "versions": [v.run_id for v in client.search_model_versions(f"name = '{REGISTERED}'")],
         "comparison": run_id,
         "artifact_uri": comparison.info.artifact_uri,
@@ -90,10 +93,8 @@ def test_a_whole_repro_logs_to_the_tracking_server(team):
     assert len(logged["statuses"]) == 6, logged["statuses"]
     assert {"baseline_accuracy", "finetuned_accuracy", "accuracy_delta"} <= set(logged["metrics"])
     assert logged["curve"] == [1, 2, 3, 4]
-    assert {"validation_curves.png", "report.md", "baseline_model", "finetuned_model"} <= set(
-        logged["artifacts"]
-    )
-    assert "finetuned_model/MLmodel" in logged["model_files"]
+    assert {"validation_curves.png", "report.md"} <= set(logged["artifacts"])
+    assert set(logged["models"]) == {"baseline_model", "finetuned_model"}
     assert logged["artifact_uri"].startswith("mlflow-artifacts:"), "the server stores artifacts"
     assert logged["versions"] == [logged["comparison"]]
     assert not (team["alice"] / "mlflow.db").exists(), "nothing was logged locally"

@@ -162,20 +162,30 @@ def test_unreachable_server_is_a_pipeline_error_and_local_stores_are_not_probed(
     tracking.check_server("sqlite:///nowhere/mlflow.db")
 
 
-def test_models_are_logged_as_mlflow_models_and_optionally_registered(workdir, params):
+def test_models_are_logged_models_of_the_comparison_run_with_their_accuracy(workdir, params):
     import keras
     import mlflow.keras
+    import numpy as np
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
     with track_stage("phase2_finetune", params, ()) as tracker:
-        tracker.log_model(model, "finetuned_model", register_as="cifar10-classifier")
-        tracker.log_model(model, "finetuned_model", register_as="cifar10-classifier")
+        for _ in range(2):
+            tracker.log_model(model, "finetuned_model", ("cat", "dog"), register_as="pets")
+        tracker.link_metrics_to_models({"finetuned_model": {"finetuned_accuracy": 0.75}})
     client = MlflowClient(tracking_uri())
-    files = {a.path for a in client.list_artifacts(tracker.comparison_run_id, "finetuned_model")}
-    assert "finetuned_model/MLmodel" in files
-    versions = client.search_model_versions("name = 'cifar10-classifier'")
+    outputs = client.get_run(tracker.comparison_run_id).outputs.model_outputs
+    logged = [client.get_logged_model(output.model_id) for output in outputs]
+    assert [m.name for m in logged] == ["finetuned_model", "finetuned_model"]
+    assert {m.source_run_id for m in logged} == {tracker.comparison_run_id}
+    latest = logged[-1]
+    assert [(m.key, m.value) for m in latest.metrics] == [("finetuned_accuracy", 0.75)]
+    versions = client.search_model_versions("name = 'pets'")
     assert sorted(int(v.version) for v in versions) == [1, 2]
-    assert {v.run_id for v in versions} == {tracker.comparison_run_id}
-    loaded = mlflow.keras.load_model("models:/cifar10-classifier/2")
-    x = __import__("numpy").ones((1, 3), dtype="float32")
+    loaded = mlflow.keras.load_model(f"models:/{latest.model_id}")
+    x = np.ones((1, 3), dtype="float32")
     assert loaded(x).numpy().tolist() == model(x).numpy().tolist()
+    assert mlflow.models.get_model_info(f"models:/{latest.model_id}").metadata == {
+        "class_names": ["cat", "dog"]
+    }
+    history = client.get_metric_history(tracker.comparison_run_id, "finetuned_accuracy")
+    assert len(history) == 1, "linked once, not logged twice"

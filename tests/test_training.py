@@ -174,7 +174,7 @@ def test_early_stopping_stops_keeps_every_epoch_run_and_restores_the_best():
     """Validation labels are shifted by one class: the better the model fits the training
     labels, the worse its validation loss, so the first epoch is the best."""
     images = tiny_split(n=40)
-    shifted = type(images)(images.images, (images.labels + 1) % 10)
+    shifted = type(images)(images.images, (images.labels + 1) % 10, 10)
     model = fresh_model()
     snapshots = Snapshots(model)
     history = brief_train(

@@ -1,19 +1,21 @@
 """``tf.data`` pipelines that feed the model: batches of float pixels 0-255 and one-hot labels.
 
-The arrays stay as they are (uint8 images, or the cached outputs of the frozen part); each
-batch is gathered by index, converted and prefetched, so no float32 copy of a whole split is
-ever made. Training batches are shuffled, seeded, in a new order every epoch, and augmented
-when asked to.
+The arrays stay as they are (uint8 images, memory-mapped from the prepared splits, or the
+cached outputs of the frozen part); each batch is gathered by index, converted and
+prefetched, so neither a whole split nor a float32 copy of it is ever made. Training batches
+are shuffled, seeded, in a new order every epoch, and augmented when asked to.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from src.finetune.augment import Augmentation
-from src.finetune.data import NUM_CLASSES, Split
+from src.finetune.data import Split
 
 
 def batches(
@@ -30,7 +32,7 @@ def batches(
     ``views`` > 1: the split stacks that many augmented views of the same images one after
     the other (see ``caching``), and ``view`` holds the one this epoch trains on.
     """
-    images = tf.nest.map_structure(tf.convert_to_tensor, split.images)
+    images = tf.nest.map_structure(_gatherer, split.images)
     labels = tf.convert_to_tensor(split.labels)
     count = len(split) // views
     indices = tf.data.Dataset.range(count)
@@ -41,8 +43,8 @@ def batches(
         indices = indices.map(lambda i: i + tf.cast(view, tf.int64) * count)
 
     def gather(i: tf.Tensor) -> tuple[Any, tf.Tensor]:
-        picked = tf.nest.map_structure(lambda t: tf.gather(t, i), images)
-        return to_model_inputs(picked, tf.gather(labels, i))
+        picked = tf.nest.map_structure(lambda take: take(i), images)
+        return to_model_inputs(picked, tf.gather(labels, i), split.classes)
 
     dataset = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     if augmentation is not None:
@@ -51,12 +53,29 @@ def batches(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def to_model_inputs(images: Any, labels: tf.Tensor) -> tuple[Any, tf.Tensor]:
+def _gatherer(array: np.ndarray) -> Callable[[tf.Tensor], tf.Tensor]:
+    """How a batch's rows are taken from ``array``: read from disk for a memory-mapped one
+    (only the batch is ever in memory), from a tensor otherwise."""
+    if isinstance(array, np.memmap):
+
+        def read(indices: tf.Tensor) -> tf.Tensor:
+            rows = tf.numpy_function(
+                lambda i: np.asarray(array[i]), [indices], tf.as_dtype(array.dtype), stateful=False
+            )
+            rows.set_shape([None, *array.shape[1:]])
+            return rows
+
+        return read
+    tensor = tf.convert_to_tensor(array)
+    return lambda indices: tf.gather(tensor, indices)
+
+
+def to_model_inputs(images: Any, labels: tf.Tensor, classes: int) -> tuple[Any, tf.Tensor]:
     """float32 inputs; integer labels one-hot, labels already mixed (floats) as they are."""
     floats = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), images)
     if labels.dtype.is_floating:
         return floats, labels
-    return floats, tf.one_hot(labels, NUM_CLASSES)
+    return floats, tf.one_hot(labels, classes)
 
 
 def inputs_only(dataset: tf.data.Dataset) -> tf.data.Dataset:

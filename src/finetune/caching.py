@@ -110,9 +110,14 @@ def frozen_outputs(frozen: keras.Model, batched: tf.data.Dataset) -> tuple[np.nd
 
 def cached_split(cut: NetworkCut, split: Split) -> Split:
     """The frozen part's outputs for ``split``, with its labels."""
-    return Split(
-        frozen_outputs(cut.frozen, batches(split, cut.inference_batch_size())), split.labels
-    )
+    outputs = frozen_outputs(cut.frozen, batches(split, cut.inference_batch_size()))
+    return Split(_as_inputs(outputs), split.labels, split.classes)
+
+
+def _as_inputs(outputs: tuple[np.ndarray, ...]) -> np.ndarray | tuple[np.ndarray, ...]:
+    """One array for a trainable part with one input (phase 1's head), else the tuple: the
+    structure the part's inputs have, so Keras gets what it expects."""
+    return outputs[0] if len(outputs) == 1 else outputs
 
 
 def cached_views(cut: NetworkCut, split: Split, augmentation: Augmentation, views: int) -> Split:
@@ -131,4 +136,4 @@ def cached_views(cut: NetworkCut, split: Split, augmentation: Augmentation, view
         else:
             labels.append(split.labels)
     stacked = tuple(np.concatenate(tensors) for tensors in zip(*parts, strict=True))
-    return Split(stacked, np.concatenate(labels))
+    return Split(_as_inputs(stacked), np.concatenate(labels), split.classes)

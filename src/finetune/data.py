@@ -1,237 +1,79 @@
-"""CIFAR-10 from the official python archive: download, verify, read, split.
+"""Images and labels, held out and stored the same way whatever their source.
 
-The archive's batches are read straight out of the tar file (nothing is extracted) with an
-unpickler that only rebuilds NumPy arrays, so a tampered archive cannot run code.
-TensorFlow is not imported here: the prepare stage stays quick to start.
+The prepared splits are uint8 arrays in ``.npy`` files, written in chunks and opened
+memory-mapped: a split larger than memory is never held whole, and the training input
+pipeline reads the batches it needs from disk. ``classes.json`` names the classes and the
+source. TensorFlow is not imported here: the prepare stage stays quick to start.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import logging
-import pickle
-import tarfile
-import urllib.error
-import urllib.request
-import zlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any
 
 import numpy as np
+from numpy.lib.format import open_memmap
 
 from src.finetune.errors import PipelineError
-from src.finetune.files import atomic_path
+from src.finetune.files import atomic_path, write_json
 
-log = logging.getLogger(__name__)
-
-ARCHIVE_DIR = "cifar-10-batches-py"
-TRAIN_BATCHES = tuple(f"{ARCHIVE_DIR}/data_batch_{i}" for i in range(1, 6))
-TEST_BATCH = f"{ARCHIVE_DIR}/test_batch"
-META = f"{ARCHIVE_DIR}/batches.meta"
-IMAGE_SHAPE = (32, 32, 3)
-NUM_CLASSES = 10
 SPLITS = ("train", "val", "test")
-DOWNLOAD_TIMEOUT_S = 15
+INFO_FILE = "classes.json"
+WRITE_CHUNK = 4096  # images copied at a time: memory stays bounded whatever the split's size
 
 
 @dataclass(frozen=True)
 class Split:
-    """Images as uint8 NHWC, labels as integer class indices.
+    """Images as uint8 NHWC, labels as class indices into ``classes`` classes.
 
     During cached training ``images`` holds instead what the frozen part of the network made
-    of the images: one float array per tensor it hands on (see ``caching``).
+    of the images: one float array per tensor it hands on (see ``caching``), and ``labels``
+    may be blended (MixUp, CutMix): one row of class weights per image.
     """
 
-    images: np.ndarray | tuple[np.ndarray, ...]
+    images: Any  # np.ndarray (maybe memory-mapped) or a tuple of them
     labels: np.ndarray
+    classes: int
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def take(self, indices: np.ndarray) -> Split:
-        return Split(self.images[indices], self.labels[indices])
+        return Split(self.images[indices], self.labels[indices], self.classes)
 
 
 @dataclass(frozen=True)
-class Cifar10:
-    train: Split
-    test: Split
+class DataInfo:
+    """What ``classes.json`` says: the class names, where the images came from, their size."""
+
     class_names: tuple[str, ...]
+    source: str
+    image_shape: tuple[int, int, int]
+
+    @property
+    def classes(self) -> int:
+        return len(self.class_names)
 
 
-# --- download and verify ------------------------------------------------------------------
-
-
-def ensure_archive(archive: Path, url: str, sha256: str) -> None:
-    """Download the archive if it is missing, then check it against the expected digest."""
-    if not archive.exists():
-        download(url, archive, sha256)
-    verify_sha256(archive, sha256)
-
-
-def download(url: str, archive: Path, sha256: str) -> None:
-    log.info("downloading %s -> %s", url, archive)
-    try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            total = int(response.headers.get("Content-Length") or 0)
-            with atomic_path(archive) as partial:
-                _copy_with_progress(response, partial, total)
-                verify_sha256(partial, sha256, downloaded_from=url)
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-        reason = getattr(error, "reason", error)
-        raise PipelineError(
-            f"cannot download {url} ({reason}); without network, put the CIFAR-10 python "
-            f"archive at {archive} (sha256 {sha256}) and run again"
-        ) from None
-
-
-def _copy_with_progress(response: io.BufferedIOBase, target: Path, total: int) -> None:
-    done, next_report = 0, 0.1
-    with target.open("wb") as handle:
-        for chunk in iter(lambda: response.read(1 << 20), b""):
-            handle.write(chunk)
-            done += len(chunk)
-            if total and done / total >= next_report:
-                log.info("  %3.0f%% of %.0f MB", 100 * done / total, total / 1e6)
-                next_report += 0.1
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_sha256(path: Path, expected: str, downloaded_from: str | None = None) -> None:
-    actual = sha256_of(path)
-    if actual == expected:
-        return
-    if downloaded_from:
-        raise PipelineError(
-            f"the file downloaded from {downloaded_from} has sha256 {actual}, expected {expected} "
-            "(data.sha256); it was discarded, try again or check data.url"
-        )
-    raise PipelineError(
-        f"{path} has sha256 {actual}, expected {expected} (data.sha256); the file was not used: "
-        "delete it to download it again, or set data.sha256 if you meant this archive"
-    )
-
-
-# --- read -----------------------------------------------------------------------------------
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Allows only what the official batches contain: dicts, lists, bytes and NumPy arrays.
-
-    ``_codecs.encode`` is how Python 3 writes bytes in the archive's protocol-2 pickles.
-    """
-
-    ALLOWED: ClassVar[set[tuple[str, str]]] = {
-        ("_codecs", "encode"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
-
-    def find_class(self, module: str, name: str) -> type:
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return super().find_class(module, name)
-
-
-def read_archive(archive: Path) -> Cifar10:
-    """Read every batch of an archive in the official layout, whatever its batch sizes."""
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            members = set(tar.getnames())
-            missing = [m for m in (*TRAIN_BATCHES, TEST_BATCH, META) if m not in members]
-            if missing:
-                raise PipelineError(
-                    f"{archive} is not the CIFAR-10 python archive: missing {', '.join(missing)}; "
-                    "use cifar-10-python.tar.gz from the official site"
-                )
-            train = _concat([_read_batch(tar, name) for name in TRAIN_BATCHES])
-            test = _read_batch(tar, TEST_BATCH)
-            meta = _unpickle(tar, META)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
-        raise PipelineError(
-            f"{archive} is truncated or not a .tar.gz ({error}); delete it and run again"
-        ) from None
-    names = tuple(_text(name) for name in meta[b"label_names"])
-    if len(names) != NUM_CLASSES:
-        raise PipelineError(f"{archive}: {META} names {len(names)} classes, expected 10")
-    return Cifar10(train=train, test=test, class_names=names)
-
-
-def _unpickle(tar: tarfile.TarFile, name: str) -> dict:
-    handle = tar.extractfile(name)
-    if handle is None:
-        raise PipelineError(f"{name} in the archive is not a regular file")
-    try:
-        return _ArrayUnpickler(io.BytesIO(handle.read()), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError) as error:
-        raise PipelineError(f"{name} in the archive is not a CIFAR-10 batch ({error})") from None
-
-
-def _read_batch(tar: tarfile.TarFile, name: str) -> Split:
-    batch = _unpickle(tar, name)
-    try:
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except KeyError as error:
-        raise PipelineError(f"{name} in the archive lacks the key {error}") from None
-    if data.ndim != 2 or data.shape[1] != np.prod(IMAGE_SHAPE) or len(labels) != len(data):
-        raise PipelineError(
-            f"{name}: expected data of shape (N, 3072) and N labels, got {data.shape} "
-            f"and {len(labels)} labels"
-        )
-    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise PipelineError(f"{name}: labels must lie in 0..9")
-    # The archive stores each image as 1024 red, then green, then blue bytes (channels first).
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return Split(np.ascontiguousarray(images), labels)
-
-
-def _concat(splits: list[Split]) -> Split:
-    return Split(
-        np.concatenate([s.images for s in splits]), np.concatenate([s.labels for s in splits])
-    )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-# --- split ----------------------------------------------------------------------------------
+# --- holding out ----------------------------------------------------------------------------
 
 
 def stratified_subset(split: Split, limit: int | None, rng: np.random.Generator) -> Split:
     """At most ``limit`` images, keeping the class proportions."""
-    if limit is None or limit >= len(split):
-        return split
-    keep, _ = _stratified_indices(split.labels, limit / len(split), rng)
-    return split.take(keep)
+    return split.take(at_most(split.labels, limit, rng))
 
 
 def split_validation(
     split: Split, fraction: float, rng: np.random.Generator
 ) -> tuple[Split, Split]:
     """Hold out ``fraction`` of each class for validation; returns (train, val)."""
-    val, train = _stratified_indices(split.labels, fraction, rng)
-    if len(val) == 0 or len(train) == 0:
-        raise PipelineError(
-            f"data.val_split {fraction} of {len(split)} images leaves an empty split; "
-            "raise data.train_limit or change data.val_split"
-        )
+    val, train = stratified_indices(split.labels, fraction, rng)
     return split.take(train), split.take(val)
 
 
-def _stratified_indices(
+def stratified_indices(
     labels: np.ndarray, fraction: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled indices of each class, cut at ``fraction``: (selected, rest), both sorted."""
@@ -244,25 +86,106 @@ def _stratified_indices(
     return np.sort(np.concatenate(selected)), np.sort(np.concatenate(rest))
 
 
-# --- prepared splits ------------------------------------------------------------------------
+def at_most(labels: np.ndarray, limit: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Sorted positions of exactly ``min(limit, len(labels))`` labels, each class's share in
+    proportion (largest remainders get the places rounding leaves)."""
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * limit / len(labels)
+    quota = np.floor(exact).astype(int)
+    quota[np.argsort(quota - exact, kind="stable")[: limit - quota.sum()]] += 1
+    keep = [
+        rng.permutation(np.flatnonzero(labels == cls))[:count]
+        for cls, count in zip(classes, quota, strict=True)
+    ]
+    return np.sort(np.concatenate(keep))
 
 
-def save_splits(out_dir: Path, splits: dict[str, Split], class_names: tuple[str, ...]) -> None:
+def check_every_class_in_every_split(
+    splits: dict[str, Split], class_names: tuple[str, ...], hint: str
+) -> None:
+    """Stop, naming the class, if a split would train, validate or test without it."""
     for name, split in splits.items():
-        with atomic_path(out_dir / f"{name}.npz") as partial:
-            np.savez(
-                partial, images=split.images, labels=split.labels, class_names=np.array(class_names)
+        counts = np.bincount(split.labels, minlength=len(class_names))
+        empty = [class_names[i] for i in np.flatnonzero(counts == 0)]
+        if empty:
+            raise PipelineError(
+                f"the {name} split would hold no image of class {empty[0]!r}"
+                + (f" (and {len(empty) - 1} more)" if len(empty) > 1 else "")
+                + f"; {hint}"
             )
 
 
-def load_split(data_dir: Path, name: str) -> Split:
-    path = Path(data_dir) / f"{name}.npz"
+# --- prepared splits ------------------------------------------------------------------------
+
+
+def save_split(out_dir: Path, name: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write a split as ``<name>_images.npy`` and ``<name>_labels.npy``."""
+    write_array(out_dir / f"{name}_images.npy", images)
+    write_array(out_dir / f"{name}_labels.npy", np.asarray(labels, dtype=np.int64))
+
+
+def write_array(path: Path, source: np.ndarray, indices: np.ndarray | None = None) -> None:
+    """``source`` (or ``source[indices]``) to a .npy file a chunk at a time: ``source`` may be
+    memory-mapped and larger than memory."""
+    rows = np.arange(len(source)) if indices is None else indices
+    with atomic_path(path) as partial:
+        target = open_memmap(
+            partial, mode="w+", dtype=source.dtype, shape=(len(rows), *source.shape[1:])
+        )
+        for start in range(0, len(rows), WRITE_CHUNK):
+            target[start : start + WRITE_CHUNK] = source[rows[start : start + WRITE_CHUNK]]
+        target.flush()
+        del target
+
+
+def save_info(out_dir: Path, info: DataInfo) -> None:
+    write_json(
+        out_dir / INFO_FILE,
+        {
+            "class_names": list(info.class_names),
+            "source": info.source,
+            "image_shape": list(info.image_shape),
+        },
+    )
+
+
+def load_info(data_dir: Path) -> DataInfo:
+    path = Path(data_dir) / INFO_FILE
     if not path.is_file():
         raise PipelineError(f"{path} not found; run `dvc repro prepare` first")
-    with np.load(path, allow_pickle=False) as arrays:
-        return Split(arrays["images"], arrays["labels"])
+    try:
+        raw = json.loads(path.read_text())
+        return DataInfo(
+            tuple(str(n) for n in raw["class_names"]),
+            str(raw["source"]),
+            tuple(int(d) for d in raw["image_shape"]),  # type: ignore[arg-type]
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise PipelineError(
+            f"{path} is damaged ({type(error).__name__}); run `dvc repro --force prepare`"
+        ) from None
 
 
-def load_class_names(data_dir: Path) -> tuple[str, ...]:
-    with np.load(Path(data_dir) / "test.npz", allow_pickle=False) as arrays:
-        return tuple(str(name) for name in arrays["class_names"])
+def load_split(data_dir: Path, name: str) -> Split:
+    """A prepared split, its images memory-mapped (read from disk as batches need them)."""
+    data_dir = Path(data_dir)
+    info = load_info(data_dir)
+    images, labels = (data_dir / f"{name}_{part}.npy" for part in ("images", "labels"))
+    if not images.is_file() or not labels.is_file():
+        raise PipelineError(f"{images} not found; run `dvc repro prepare` first")
+    try:
+        pixels = np.load(images, mmap_mode="r", allow_pickle=False)
+        classes = np.load(labels, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise PipelineError(
+            f"{images.parent}: the {name} split is damaged ({error}); run "
+            "`dvc repro --force prepare`"
+        ) from None
+    if pixels.shape[1:] != info.image_shape or len(pixels) != len(classes):
+        raise PipelineError(
+            f"{images}: {pixels.shape} images for {len(classes)} labels, expected "
+            f"{info.image_shape} each; run `dvc repro --force prepare`"
+        )
+    return Split(pixels, classes, info.classes)

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from src.finetune.batches import batches, inputs_only
-from src.finetune.data import NUM_CLASSES, Split
+from src.finetune.data import Split
 from src.finetune.metrics import Scores
 
 EVAL_BATCH_SIZE = 256
@@ -29,7 +29,7 @@ def score(model: keras.Model, test: Split, tta: int = 0) -> Scores:
     for view in tta_views(test.images.shape[1:3])[:tta]:
         probabilities += model.predict(dataset.map(view), verbose=0)
     probabilities /= 1 + tta
-    one_hot = keras.utils.to_categorical(test.labels, NUM_CLASSES)
+    one_hot = keras.utils.to_categorical(test.labels, test.classes)
     loss = keras.losses.categorical_crossentropy(one_hot, probabilities)
     predictions = probabilities.argmax(axis=1)
     accuracy = np.mean(predictions == test.labels)

@@ -1,24 +1,20 @@
-"""EfficientNetV2B0 with a new classification head, and the two phases' trainable settings."""
+"""A pre-trained base with a new classification head, and what trains in each phase."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
-from src.finetune.data import IMAGE_SHAPE, NUM_CLASSES
+from src.finetune.backbones import BACKBONES, Backbone, build_base, preprocessing_layers
+from src.finetune.data import DataInfo
 from src.finetune.errors import PipelineError
 from src.finetune.files import atomic_path
 
 BASE_NAME = "base"
 RESIZE_NAME = "resize"
 HEAD_NAMES = ("avg_pool", "head_dropout", "probs")
-# A block is a stage of the base as its layer names show it: EfficientNetV2B0's stem, block1*
-# ... block6*. Layers whose names match none (the preprocessing in front, the top convolution
-# behind) belong to the block beside them: the stem, or the last block.
-BLOCK_PATTERN = re.compile(r"^(stem|block\d+)")
 
 
 @keras.saving.register_keras_serializable(package="finetune")
@@ -38,40 +34,46 @@ class InferenceMode(keras.layers.Wrapper):
         return self.layer.compute_output_spec(inputs)
 
 
-def build_model(weights: str | None, dropout: float, image_size: int) -> keras.Model:
+def build_model(
+    backbone: Backbone,
+    weights: str | None,
+    dropout: float,
+    image_size: int,
+    input_shape: tuple[int, int, int],
+    classes: int,
+) -> keras.Model:
     """Frozen base -> GlobalAveragePooling2D -> Dropout -> Dense softmax, on raw 0-255 pixels.
 
-    The base rescales pixels itself (``include_preprocessing``), so inputs are not normalised
-    here. It always runs in inference mode (see ``InferenceMode``): its BatchNormalization
-    statistics and its stochastic-depth dropout stay fixed in both phases, even once layers
-    are unfrozen, as the Keras transfer-learning guide recommends.
+    Images of ``input_shape`` are resized to ``image_size`` inside the model, and given the
+    preprocessing the base expects where it has none of its own (see ``backbones``), so
+    nothing outside the model normalises them. The base always runs in inference mode (see
+    ``InferenceMode``): its BatchNormalization statistics and its stochastic-depth dropout
+    stay fixed in both phases, even once layers are unfrozen, as the Keras transfer-learning
+    guide recommends.
     """
-    size = (image_size, image_size, IMAGE_SHAPE[2])
-    base = _load_base(weights, size)
+    base = _load_base(backbone, weights, (image_size, image_size, input_shape[2]))
     base.trainable = False
 
-    inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
+    inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
-    if image_size != IMAGE_SHAPE[0]:
+    if image_size != input_shape[0] or image_size != input_shape[1]:
         x = keras.layers.Resizing(image_size, image_size, name=RESIZE_NAME)(x)
+    for layer in preprocessing_layers(backbone):
+        x = layer(x)
     x = InferenceMode(base, name=BASE_NAME)(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probs")(
-        x
-    )
-    return keras.Model(inputs, outputs, name="cifar10_efficientnetv2b0")
+    outputs = keras.layers.Dense(classes, activation="softmax", dtype="float32", name="probs")(x)
+    return keras.Model(inputs, outputs, name=f"{backbone.name}_classifier")
 
 
-def _load_base(weights: str | None, size: tuple[int, int, int]) -> keras.Model:
+def _load_base(backbone: Backbone, weights: str | None, size: tuple[int, int, int]) -> keras.Model:
     try:
-        return keras.applications.EfficientNetV2B0(
-            include_top=False, weights=weights, input_shape=size
-        )
+        return build_base(backbone, weights, size)
     except (ValueError, OSError) as error:
         if weights not in ("imagenet", None):
             raise PipelineError(
-                f"model.weights: {weights} is not a weights file for EfficientNetV2B0 "
+                f"model.weights: {weights} is not a weights file for {backbone.title} "
                 f"without top ({error}); use imagenet, none or a matching .h5/.weights.h5 file"
             ) from None
         raise
@@ -79,10 +81,22 @@ def _load_base(weights: str | None, size: tuple[int, int, int]) -> keras.Model:
         if weights != "imagenet":
             raise
         raise PipelineError(
-            f"cannot download the ImageNet weights ({error}); on a machine without network, "
-            "copy efficientnetv2-b0_notop.h5 into ~/.keras/models/, or set model.weights to "
-            "a local weights file or to none"
+            f"cannot download the ImageNet weights of {backbone.title} ({error}); on a machine "
+            f"without network, copy {backbone.weights_file} into ~/.keras/models/, or set "
+            "model.weights to a local weights file or to none"
         ) from None
+
+
+def backbone_of(model: keras.Model) -> Backbone:
+    """The backbone a model was built on, from the name its base carries."""
+    name = base_of(model).name
+    found = next((b for b in BACKBONES.values() if b.keras_name == name), None)
+    if found is None:
+        raise PipelineError(
+            f"the model's base is {name!r}, not one of this pipeline's backbones; use a "
+            "checkpoint the pipeline wrote"
+        )
+    return found
 
 
 def base_of(model: keras.Model) -> keras.Model:
@@ -102,10 +116,14 @@ def serving_model(model: keras.Model) -> keras.Model:
 
 
 def image_input(model: keras.Model) -> tuple[keras.KerasTensor, keras.KerasTensor]:
-    """A new image input and, after ``model``'s resizing if it has one, what the base gets."""
-    inputs = keras.Input(shape=IMAGE_SHAPE, name="image")
-    resize = resize_layer(model)
-    return inputs, inputs if resize is None else resize(inputs)
+    """A new image input and what the base gets of it: after ``model``'s resizing and
+    preprocessing, the layers between its input and its base."""
+    inputs = keras.Input(shape=model.inputs[0].shape[1:], name="image")
+    names = [layer.name for layer in model.layers]
+    x = inputs
+    for layer in model.layers[1 : names.index(BASE_NAME)]:
+        x = layer(x)
+    return inputs, x
 
 
 def resize_layer(model: keras.Model) -> keras.layers.Layer | None:
@@ -129,16 +147,19 @@ class Block:
 
 
 def base_blocks(model: keras.Model) -> list[Block]:
-    """The base's blocks from the top down: block6 (with the top convolution), block5, ..."""
+    """The base's blocks from the top down: EfficientNetV2B0's block6 (with the top
+    convolution), block5, ... block1, stem (with the preprocessing). Layers whose names match
+    no block belong to the block before them, or, in front, to the first."""
+    backbone = backbone_of(model)
     names: list[str] = []
     members: dict[str, list[keras.layers.Layer]] = {}
     pending: list[keras.layers.Layer] = []  # leading layers that match no block yet
     for layer in base_of(model).layers:
-        match = BLOCK_PATTERN.match(layer.name)
-        if match is None and not names:
+        block = backbone.block_of(layer.name)
+        if block is None and not names:
             pending.append(layer)
             continue
-        name = match.group(1) if match else names[-1]
+        name = block or names[-1]
         if name not in members:
             names.append(name)
             members[name] = []
@@ -198,6 +219,21 @@ def save_model(model: keras.Model, path: Path) -> None:
     twin = keras.Model(model.inputs, model.outputs, name=model.name)
     with atomic_path(path) as partial:
         twin.save(partial)
+
+
+def check_checkpoint(model: keras.Model, path: Path, backbone: str, info: DataInfo) -> None:
+    """Stop with one line when a readable checkpoint was not made for these params and data."""
+    inputs, classes = tuple(model.inputs[0].shape[1:]), model.outputs[0].shape[-1]
+    try:
+        built_on = backbone_of(model).name
+        holds = f"a {built_on} model for {classes} classes of {inputs} images"
+    except (PipelineError, ValueError):
+        built_on, holds = None, "a model this pipeline did not build"
+    if (built_on, inputs, classes) != (backbone, info.image_shape, info.classes):
+        raise PipelineError(
+            f"{path} holds {holds}, not the {backbone} model for the {info.classes} classes of "
+            f"{info.image_shape} images prepared here; run `dvc repro --force` to rebuild it"
+        )
 
 
 def load_checkpoint(path: Path, rerun: str) -> keras.Model:

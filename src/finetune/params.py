@@ -23,11 +23,8 @@ from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from src.finetune.backbones import BACKBONES, Backbone
 from src.finetune.errors import PipelineError
-
-# Layers of keras.applications.EfficientNetV2B0(include_top=False); tests check it against
-# the real model, so the schema can bound phase2.unfreeze_last without building the network.
-BASE_LAYER_COUNT = 270
 
 PositiveInt = Annotated[int, Field(ge=1)]
 LearningRate = Annotated[float, Field(gt=0)]
@@ -43,18 +40,29 @@ class Section(BaseModel):
 
 
 class DataParams(Section):
-    url: str = Field(min_length=1)
-    archive: str = Field(min_length=1)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    source: Literal["cifar10", "cifar100", "folder"]
+    url: str | None = Field(min_length=1)
+    archive: str | None = Field(min_length=1)
+    sha256: str | None = Field(pattern=r"^[0-9a-f]{64}$")
+    folder: str = Field(min_length=1)
     val_split: float = Field(gt=0, lt=1)
+    test_split: float = Field(gt=0, lt=1)
     train_limit: PositiveInt | None = None
     test_limit: PositiveInt | None = None
     image_size: int = Field(ge=32, le=1024)
 
 
 class ModelParams(Section):
+    backbone: str
     weights: str = Field(min_length=1)
     dropout: float = Field(ge=0, lt=1)
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        if value not in BACKBONES:
+            raise ValueError(f"unknown backbone {value!r}; use one of {', '.join(BACKBONES)}")
+        return value
 
     @field_validator("weights")
     @classmethod
@@ -122,7 +130,7 @@ class Phase1Params(PhaseParams):
 
 
 class Phase2Params(PhaseParams):
-    unfreeze_last: int = Field(ge=0, le=BASE_LAYER_COUNT)
+    unfreeze_last: int = Field(ge=0)
     lr_decay: float = Field(gt=0, le=1)
     unfreeze_every: int = Field(ge=0)
 
@@ -159,6 +167,20 @@ class Params(Section):
     evaluate: EvaluateParams
     train: TrainParams
     mlflow: MlflowParams
+
+    @model_validator(mode="after")
+    def _unfreeze_within_the_backbone(self) -> Params:
+        layers = BACKBONES[self.model.backbone].layers
+        if self.phase2.unfreeze_last > layers:
+            raise ValueError(
+                f"phase2.unfreeze_last: {self.phase2.unfreeze_last} is more than the "
+                f"{layers} layers of {self.model.backbone}; use 0..{layers}"
+            )
+        return self
+
+    @property
+    def backbone(self) -> Backbone:
+        return BACKBONES[self.model.backbone]
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys as in params.yaml (``phase2.lr``), the way MLflow and DVC name them."""
@@ -242,7 +264,7 @@ def _sentence(detail: ErrorDetails) -> str:
         field, _, rest = message.partition(": ")
         if rest and field in _section_model(detail["loc"]).model_fields:
             return f"{key}.{field}: {rest}"
-        return f"{key}: {message}"
+        return f"{key}: {message}" if key else message
     return f"{key}: {message.lower()}, got {_quote(detail['input'])}"
 
 

@@ -20,6 +20,18 @@ def _points(delta: float) -> str:
     return f"{100 * delta:+.2f} points"
 
 
+DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
+
+def title(params: Params) -> str:
+    """What made the results: ``CIFAR-10 · EfficientNetV2B0, ImageNet weights``."""
+    data = DATASETS.get(params.data.source) or f"{Path(params.data.folder).name} (your images)"
+    weights = {"imagenet": "ImageNet weights", "none": "random weights"}.get(
+        params.model.weights, f"weights from {Path(params.model.weights).name}"
+    )
+    return f"{data} · {params.backbone.title}, {weights}"
+
+
 def verdict(delta: float) -> str:
     if abs(delta) < 0.0005:
         return "Fine-tuning left test accuracy unchanged"
@@ -123,7 +135,7 @@ def render_report(
         return f" {_points(metrics[key]) if points else _pct(metrics[key])} |"
 
     lines = [
-        f"# {title}: feature extraction vs fine-tuning",
+        f"# Feature extraction vs fine-tuning: {title}",
         "",
         f"{verdict(metrics['accuracy_delta'])} "
         f"({_pct(metrics['baseline_accuracy'])} -> {_pct(metrics['finetuned_accuracy'])} "
@@ -142,7 +154,7 @@ def render_report(
         f"| {metrics['finetuned_loss'] - metrics['baseline_loss']:+.4f} "
         f"|{tta_cell('accuracy_delta_tta', points=True)}",
         "",
-        f"Base weights: `{params.model.weights}`.",
+        f"Base: {params.backbone.title}, weights `{params.model.weights}`.",
         "",
         f"![Validation accuracy, loss and learning rate over epochs 1-{last}; fine-tuning starts "
         f"at epoch {start}; stars mark the epochs kept]({image})",

@@ -1,4 +1,4 @@
-"""A small generated stand-in for the CIFAR-10 archive, byte-for-byte in the official layout.
+"""Small generated stand-ins for the CIFAR-10 and CIFAR-100 archives, in the official layouts.
 
 Used by the offline demo and the tests: machines without network can run the whole pipeline,
 download-and-verify code included, on it. Each class is a coloured stripe pattern of its own
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.finetune.data import ARCHIVE_DIR, META, NUM_CLASSES, TEST_BATCH, TRAIN_BATCHES, sha256_of
+from src.finetune.archives import CIFAR10, CIFAR100, Archive, sha256_of
 from src.finetune.files import atomic_path
 
 CLASS_NAMES = (
@@ -36,12 +36,12 @@ CLASS_NAMES = (
 )
 
 
-def synthetic_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def synthetic_images(labels: np.ndarray, rng: np.random.Generator, classes: int) -> np.ndarray:
     """uint8 images (N, 32, 32, 3) whose stripes and tint depend on the label."""
     n = len(labels)
     grid = np.linspace(0.0, 1.0, 32)
     yy, xx = np.meshgrid(grid, grid, indexing="ij")
-    angle = (labels + rng.uniform(-0.3, 0.3, n)) * np.pi / NUM_CLASSES
+    angle = (labels + rng.uniform(-0.3, 0.3, n)) * np.pi / classes
     frequency = 2.0 + (labels % 3) + rng.uniform(-0.3, 0.3, n)
     phase = rng.uniform(0, 2 * np.pi, n)
     along = xx[None] * np.cos(angle)[:, None, None] + yy[None] * np.sin(angle)[:, None, None]
@@ -52,47 +52,54 @@ def synthetic_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return np.clip(images, 0, 255).astype(np.uint8)
 
 
-def write_archive(path: str | Path, n_train: int, n_test: int, seed: int = 0) -> str:
-    """Write a CIFAR-10-layout archive of generated images; returns its sha256."""
+def write_archive(
+    path: str | Path, n_train: int, n_test: int, seed: int = 0, layout: Archive = CIFAR10
+) -> str:
+    """Write an archive of generated images in ``layout`` (the CIFAR-10 or CIFAR-100 one);
+    returns its sha256."""
     rng = np.random.default_rng(seed)
-    train_labels = rng.permutation(np.arange(n_train) % NUM_CLASSES)
-    test_labels = rng.permutation(np.arange(n_test) % NUM_CLASSES)
-    train_images = synthetic_images(train_labels, rng)
-    test_images = synthetic_images(test_labels, rng)
+    classes = layout.classes
+    train_labels = rng.permutation(np.arange(n_train) % classes)
+    test_labels = rng.permutation(np.arange(n_test) % classes)
+    train_images = synthetic_images(train_labels, rng, classes)
+    test_images = synthetic_images(test_labels, rng, classes)
+    names = CLASS_NAMES if layout is CIFAR10 else tuple(f"class_{i:02d}" for i in range(classes))
+    key = layout.label_key
     members = {
-        META: {
-            b"num_cases_per_batch": -(-n_train // len(TRAIN_BATCHES)),
-            b"label_names": [name.encode() for name in CLASS_NAMES],
+        layout.meta_member: {
+            b"num_cases_per_batch": -(-n_train // len(layout.train_members)),
+            layout.names_key: [name.encode() for name in names],
             b"num_vis": 3072,
         },
-        TEST_BATCH: _batch(test_images, test_labels, "testing batch 1 of 1"),
+        layout.test_member: _batch(test_images, test_labels, "testing batch 1 of 1", key),
     }
-    chunks = np.array_split(np.arange(n_train), len(TRAIN_BATCHES))
-    for i, (name, chunk) in enumerate(zip(TRAIN_BATCHES, chunks, strict=True), start=1):
-        members[name] = _batch(train_images[chunk], train_labels[chunk], f"training batch {i} of 5")
+    chunks = np.array_split(np.arange(n_train), len(layout.train_members))
+    for i, (name, chunk) in enumerate(zip(layout.train_members, chunks, strict=True), start=1):
+        label = f"training batch {i} of {len(layout.train_members)}"
+        members[name] = _batch(train_images[chunk], train_labels[chunk], label, key)
     path = Path(path)
     with atomic_path(path) as partial:
-        _write_tar_gz(partial, members)
+        _write_tar_gz(partial, members, layout.test_member.split("/")[0])
     return sha256_of(path)
 
 
-def _batch(images: np.ndarray, labels: np.ndarray, label: str) -> dict:
+def _batch(images: np.ndarray, labels: np.ndarray, label: str, key: bytes) -> dict:
     channels_first = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
     return {
         b"batch_label": label.encode(),
-        b"labels": [int(x) for x in labels],
+        key: [int(x) for x in labels],
         b"data": np.ascontiguousarray(channels_first),
         b"filenames": [f"sample_{i:05d}.png".encode() for i in range(len(images))],
     }
 
 
-def _write_tar_gz(path: Path, members: dict[str, dict]) -> None:
+def _write_tar_gz(path: Path, members: dict[str, dict], top: str) -> None:
     with (
         path.open("wb") as raw,
         gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
         tarfile.open(fileobj=gz, mode="w") as tar,
     ):
-        directory = tarfile.TarInfo(ARCHIVE_DIR)
+        directory = tarfile.TarInfo(top)
         directory.type, directory.mode = tarfile.DIRTYPE, 0o755
         tar.addfile(directory)
         for name in sorted(members):
@@ -108,8 +115,10 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=2000, help="training images")
     parser.add_argument("--test", type=int, default=500, help="test images")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layout", choices=("cifar10", "cifar100"), default="cifar10")
     args = parser.parse_args()
-    print(write_archive(args.out, args.train, args.test, args.seed))
+    layout = CIFAR100 if args.layout == "cifar100" else CIFAR10
+    print(write_archive(args.out, args.train, args.test, args.seed, layout))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import os
 import socket
 import sqlite3
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -225,36 +224,71 @@ class StageTracker:
         """Tag the stage run with the run that produced each input, where one is recorded."""
         self._call(self._link_inputs, paths)
 
-    def log_model(self, model: Any, name: str, register_as: str | None = None) -> None:
-        """Log a Keras model as an MLflow model to the comparison run; optionally register it."""
-        self._call(self._log_model, model, name, register_as)
+    def log_model(
+        self,
+        model: Any,
+        name: str,
+        class_names: tuple[str, ...],
+        register_as: str | None = None,
+    ) -> None:
+        """Log a Keras model as an MLflow 3 logged model of the comparison run, its class
+        names in its metadata; optionally register it as a new version of ``register_as``."""
+        self._call(self._log_model, model, name, class_names, register_as)
+
+    def link_metrics_to_models(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
+        """Log ``{model name: {key: value}}`` to the comparison run, each value linked to the
+        logged model of that name, so the model's page shows its accuracy."""
+        self._call(self._link_metrics_to_models, metrics)
 
     def close(self, status: str) -> None:
         for run_id in (self.run_id, self.comparison_run_id):
             self._call(self.client.set_terminated, run_id, status)
 
-    def _log_model(self, model: Any, name: str, register_as: str | None) -> None:
+    def _log_model(
+        self, model: Any, name: str, class_names: tuple[str, ...], register_as: str | None
+    ) -> None:
         # Imported here: only the training stages, which load TensorFlow anyway, log models.
         import keras
+        import mlflow
         import mlflow.keras
         import tensorflow as tf
+        from mlflow.models import Model
 
-        with tempfile.TemporaryDirectory() as scratch:
-            local = Path(scratch) / name
-            # Named requirements spare MLflow a subprocess that reloads the model to infer them.
-            requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
-            mlflow.keras.save_model(
-                model, str(local), signature=_signature(model), pip_requirements=requirements
-            )
-            self.client.log_artifacts(self.comparison_run_id, str(local), artifact_path=name)
+        mlflow.set_tracking_uri(self.client.tracking_uri)  # Model.log uses the global store
+        # Named requirements spare MLflow a subprocess that reloads the model to infer them.
+        requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
+        info = Model.log(
+            artifact_path=None,
+            name=name,
+            flavor=mlflow.keras,
+            run_id=self.comparison_run_id,
+            registered_model_name=register_as,
+            await_registration_for=0,
+            metadata={"class_names": list(class_names)},
+            model=model,
+            signature=_signature(model),
+            pip_requirements=requirements,
+        )
+        log.info("logged %s as MLflow model %s (models:/%s)", name, info.model_id, info.model_id)
         if register_as:
-            with contextlib.suppress(MlflowException):  # registered by an earlier execution
-                self.client.create_registered_model(register_as)
-            source = f"{self.client.get_run(self.comparison_run_id).info.artifact_uri}/{name}"
-            version = self.client.create_model_version(
-                register_as, source, run_id=self.comparison_run_id
+            log.info(
+                "registered %s as model %s version %s",
+                name,
+                register_as,
+                info.registered_model_version,
             )
-            log.info("registered %s as model %s version %s", name, register_as, version.version)
+
+    def _link_metrics_to_models(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
+        outputs = self.client.get_run(self.comparison_run_id).outputs
+        ids = {
+            self.client.get_logged_model(output.model_id).name: output.model_id
+            for output in (outputs.model_outputs if outputs else [])
+        }
+        now = int(time.time() * 1000)
+        for name, values in metrics.items():
+            if name in ids:
+                batch = [Metric(k, float(v), now, 0, model_id=ids[name]) for k, v in values.items()]
+                self.client.log_batch(self.comparison_run_id, metrics=batch)
 
     def _link_inputs(self, paths: tuple[Path, ...]) -> None:
         experiment_id = self.client.get_run(self.run_id).info.experiment_id

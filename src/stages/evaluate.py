@@ -6,12 +6,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from src.finetune.data import load_class_names, load_split
+from src.finetune.data import load_info, load_split
 from src.finetune.errors import run_stage
 from src.finetune.evaluation import score
 from src.finetune.files import write_csv, write_json
 from src.finetune.metrics import comparison_metrics, confusion_rows, headline
-from src.finetune.model import load_checkpoint
+from src.finetune.model import check_checkpoint, load_checkpoint
 from src.finetune.params import load_params
 from src.finetune.tracking import track_stage
 
@@ -29,10 +29,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--confusion", type=Path, required=True, help="confusion CSV to write")
     args = parser.parse_args(argv)
     params = load_params()
-    test = load_split(args.data, "test")
-    class_names = load_class_names(args.data)
+    test, info = load_split(args.data, "test"), load_info(args.data)
+    class_names = info.class_names
     baseline_model = load_checkpoint(args.baseline, rerun="phase1_extract")
     finetuned_model = load_checkpoint(args.finetuned, rerun="phase2_finetune")
+    check_checkpoint(baseline_model, args.baseline, params.model.backbone, info)
+    check_checkpoint(finetuned_model, args.finetuned, params.model.backbone, info)
     tta = params.evaluate.tta
 
     with track_stage(STAGE, params, PARAMS) as tracker:
@@ -53,6 +55,17 @@ def main(argv: list[str] | None = None) -> None:
             f"fine-tuned {metrics['finetuned_accuracy_tta']:.4f}"
             if tta
             else "",
+        )
+        # Linked to the logged models first, so the comparison run gets each number once.
+        tracker.link_metrics_to_models(
+            {
+                f"{checkpoint}_model": {
+                    key: value
+                    for key, value in headline(metrics).items()
+                    if key.startswith(checkpoint)
+                }
+                for checkpoint in ("baseline", "finetuned")
+            }
         )
         tracker.log_results(headline(metrics))
         tracker.record_outputs(args.metrics, args.confusion)

@@ -1,11 +1,11 @@
-"""Stage 2: feature extraction. Train a new head on the frozen EfficientNetV2B0 base."""
+"""Stage 2: feature extraction. Train a new head on the frozen pre-trained base."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from src.finetune.data import load_split
+from src.finetune.data import load_info, load_split
 from src.finetune.devices import configure
 from src.finetune.errors import run_stage
 from src.finetune.model import build_model, serving_model
@@ -38,8 +38,14 @@ def main(argv: list[str] | None = None) -> None:
 
     with track_stage(STAGE, params, PARAMS) as tracker, devices.strategy.scope():
         tracker.link_inputs(args.data)
+        info = load_info(args.data)
         model = build_model(
-            params.model.keras_weights, params.model.dropout, params.data.image_size
+            params.backbone,
+            params.model.keras_weights,
+            params.model.dropout,
+            params.data.image_size,
+            info.image_shape,
+            info.classes,
         )
         train_phase(
             model,
@@ -50,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
             outputs=PhaseOutputs(args.model, args.history, args.summary),
         )
         if params.mlflow.log_models:
-            tracker.log_model(serving_model(model), "baseline_model")
+            tracker.log_model(serving_model(model), "baseline_model", info.class_names)
 
 
 if __name__ == "__main__":

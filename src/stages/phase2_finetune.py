@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from src.finetune.data import load_split
+from src.finetune.data import load_info, load_split
 from src.finetune.devices import configure
 from src.finetune.errors import run_stage
 from src.finetune.history import read_history
-from src.finetune.model import load_checkpoint, serving_model
+from src.finetune.model import check_checkpoint, load_checkpoint, serving_model
 from src.finetune.params import load_params
 from src.finetune.resume import EpochBackup, fingerprint
 from src.finetune.tracking import track_stage
@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     with devices.strategy.scope():
         model = load_checkpoint(args.phase1_model, rerun="phase1_extract")
+    info = load_info(args.data)
+    check_checkpoint(model, args.phase1_model, params.model.backbone, info)
     inputs = (args.data, args.phase1_model, args.phase1_history)
     backup = EpochBackup(args.backup_dir, fingerprint(params.select(PARAMS), inputs), STAGE)
 
@@ -58,7 +60,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         if params.mlflow.log_models:
             tracker.log_model(
-                serving_model(model), "finetuned_model", register_as=params.mlflow.registered_model
+                serving_model(model),
+                "finetuned_model",
+                info.class_names,
+                register_as=params.mlflow.registered_model,
             )
 
 

@@ -1,4 +1,5 @@
-"""Stage 1: verify (downloading if needed) the CIFAR-10 archive and write train/val/test."""
+"""Stage 1: read the images (a verified CIFAR archive, downloaded if needed, or your folder)
+and write stratified, seeded train / validation / test splits."""
 
 from __future__ import annotations
 
@@ -8,27 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from src.finetune.data import (
-    ensure_archive,
-    read_archive,
-    save_splits,
-    split_validation,
-    stratified_subset,
-)
+from src.finetune.archives import ARCHIVES, ensure_archive
 from src.finetune.errors import run_stage
+from src.finetune.files import atomic_dir
 from src.finetune.params import load_params
+from src.finetune.sources import prepare_archive, prepare_folder
 from src.finetune.tracking import repository_root, track_stage
 
 STAGE = "prepare"
-PARAMS = (
-    "seed",
-    "data.url",
-    "data.archive",
-    "data.sha256",
-    "data.val_split",
-    "data.train_limit",
-    "data.test_limit",
-)
+PARAMS = ("seed", "data")
 log = logging.getLogger(STAGE)
 
 
@@ -37,18 +26,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for the splits")
     args = parser.parse_args(argv)
     params = load_params()
-    archive = repository_root() / params.data.archive
-    ensure_archive(archive, params.data.url, params.data.sha256)
+    data, root = params.data, repository_root()
+    official = ARCHIVES.get(data.source)
+    if official:
+        archive = root / (data.archive or f"data/raw/{official.filename}")
+        ensure_archive(archive, data.url or official.url, data.sha256 or official.sha256, official)
 
     with track_stage(STAGE, params, PARAMS) as tracker:
-        cifar = read_archive(archive)
         rng = np.random.default_rng(params.seed)
-        pool = stratified_subset(cifar.train, params.data.train_limit, rng)
-        train, val = split_validation(pool, params.data.val_split, rng)
-        test = stratified_subset(cifar.test, params.data.test_limit, rng)
-        splits = {"train": train, "val": val, "test": test}
-        save_splits(args.out, splits, cifar.class_names)
-        sizes = {f"{name}_images": len(split) for name, split in splits.items()}
+        with atomic_dir(args.out) as out:  # the splits appear together, or not at all
+            if official:
+                sizes = prepare_archive(archive, official, data, rng, out)
+            else:
+                sizes = prepare_folder(root / data.folder, data, rng, out)
         log.info("wrote %s to %s", ", ".join(f"{v} {k}" for k, v in sizes.items()), args.out)
         tracker.log_results(sizes)
         tracker.record_outputs(args.out)

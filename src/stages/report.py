@@ -17,12 +17,11 @@ from src.finetune.history import (
 from src.finetune.metrics import read_metrics
 from src.finetune.params import load_params
 from src.finetune.plots import plot_learning_curves
-from src.finetune.reporting import render_report
+from src.finetune.reporting import render_report, title
 from src.finetune.tracking import comparison_series, track_stage
 
 STAGE = "report"
-PARAMS = ("model.weights", "augment", "phase1", "phase2", "evaluate")
-TITLE = "CIFAR-10 transfer learning"
+PARAMS = ("data.source", "data.folder", "model", "augment", "phase1", "phase2", "evaluate")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,9 +45,15 @@ def main(argv: list[str] | None = None) -> None:
     with track_stage(STAGE, params, PARAMS) as tracker:
         inputs = (args.phase1_history, args.phase2_history, args.phase1_summary)
         tracker.link_inputs(*inputs, args.phase2_summary, args.metrics)
-        plot_learning_curves(history, kept, TITLE, args.figure)
+        plot_learning_curves(history, kept, title(params), args.figure)
         text = render_report(
-            metrics, history, summaries, params, title=TITLE, figure=args.figure, report=args.report
+            metrics,
+            history,
+            summaries,
+            params,
+            title=title(params),
+            figure=args.figure,
+            report=args.report,
         )
         write_text(args.report, text)
         # The comparison run gets the whole curve and the headline numbers even when DVC
