@@ -47,7 +47,7 @@ def test_repro_runs_all_five_stages_and_writes_every_output(repo, repro):
     for stage in ("prepare", "phase1_extract", "phase2_finetune", "evaluate", "report"):
         assert f"Running stage '{stage}'" in repro
     for path in (
-        "data/prepared/train.npz",
+        "data/prepared/train_images.npy",
         "models/phase1.keras",
         "models/phase2.keras",
         "reports/phase1_history.csv",

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from src.finetune.augment import Augmentation
-from src.finetune.data import Split
+from src.finetune.data import Rows, Split
 
 
 def batches(
@@ -55,15 +55,16 @@ def batches(
 
 def _gatherer(array: np.ndarray) -> Callable[[tf.Tensor], tf.Tensor]:
     """How a batch's rows are taken from ``array``: read from disk for a memory-mapped one
-    (only the batch is ever in memory), from a tensor otherwise."""
+    (only the batch is ever in memory, see ``data.Rows``), from a tensor otherwise."""
     if isinstance(array, np.memmap):
+        rows = Rows.of(array)
 
         def read(indices: tf.Tensor) -> tf.Tensor:
-            rows = tf.numpy_function(
-                lambda i: np.asarray(array[i]), [indices], tf.as_dtype(array.dtype), stateful=False
+            batch = tf.numpy_function(
+                rows.read, [indices], tf.as_dtype(array.dtype), stateful=False
             )
-            rows.set_shape([None, *array.shape[1:]])
-            return rows
+            batch.set_shape([None, *array.shape[1:]])
+            return batch
 
         return read
     tensor = tf.convert_to_tensor(array)

@@ -1,20 +1,22 @@
 """Images and labels, held out and stored the same way whatever their source.
 
-The prepared splits are uint8 arrays in ``.npy`` files, written in chunks and opened
-memory-mapped: a split larger than memory is never held whole, and the training input
-pipeline reads the batches it needs from disk. ``classes.json`` names the classes and the
-source. TensorFlow is not imported here: the prepare stage stays quick to start.
+The prepared splits are uint8 arrays in ``.npy`` files, written a chunk at a time and opened
+memory-mapped; the training input pipeline reads the rows of each batch with positioned
+reads (``Rows``), so nothing stays mapped and memory does not grow with the number of
+images. ``classes.json`` names the classes and the source. TensorFlow is not imported here:
+the prepare stage stays quick to start.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.lib.format import open_memmap
+from numpy.lib import format as npy
 
 from src.finetune.errors import PipelineError
 from src.finetune.files import atomic_path, write_json
@@ -126,18 +128,65 @@ def save_split(out_dir: Path, name: str, images: np.ndarray, labels: np.ndarray)
     write_array(out_dir / f"{name}_labels.npy", np.asarray(labels, dtype=np.int64))
 
 
-def write_array(path: Path, source: np.ndarray, indices: np.ndarray | None = None) -> None:
-    """``source`` (or ``source[indices]``) to a .npy file a chunk at a time: ``source`` may be
-    memory-mapped and larger than memory."""
-    rows = np.arange(len(source)) if indices is None else indices
-    with atomic_path(path) as partial:
-        target = open_memmap(
-            partial, mode="w+", dtype=source.dtype, shape=(len(rows), *source.shape[1:])
-        )
+@dataclass(frozen=True)
+class Rows:
+    """The rows of a C-ordered array stored in a file, read on demand with positioned reads:
+    unlike a memory map, reading them leaves no page of the file in the process's memory."""
+
+    path: Path
+    offset: int  # bytes before the first row (a .npy header)
+    shape: tuple[int, ...]  # of the whole array
+    dtype: np.dtype
+
+    @classmethod
+    def of(cls, array: np.memmap) -> Rows:
+        if not array.flags.c_contiguous or array.filename is None:
+            raise ValueError("rows are read from a whole, C-ordered memory-mapped array")
+        return cls(Path(array.filename), int(array.offset), array.shape, array.dtype)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """``array[indices]``, runs of consecutive rows read at once."""
+        indices = np.asarray(indices, dtype=np.int64)
+        out = np.empty((len(indices), *self.shape[1:]), self.dtype)
+        flat = out.reshape(len(indices), -1).view(np.uint8)
+        with self.path.open("rb") as handle:
+            fd, start = handle.fileno(), 0
+            while start < len(indices):
+                end = start + 1
+                while end < len(indices) and indices[end] == indices[end - 1] + 1:
+                    end += 1
+                data = os.pread(
+                    fd,
+                    (end - start) * self.row_bytes,
+                    self.offset + indices[start] * self.row_bytes,
+                )
+                flat[start:end] = np.frombuffer(data, np.uint8).reshape(end - start, -1)
+                start = end
+        return out
+
+
+def write_array(path: Path, source: np.ndarray | Rows, indices: np.ndarray | None = None) -> None:
+    """``source`` (or ``source[indices]``) to a .npy file a chunk at a time, through the file:
+    ``source`` may be on disk and larger than memory, and the written pages stay out of it."""
+    rows = np.arange(len(source)) if indices is None else np.asarray(indices)
+    take = source.read if isinstance(source, Rows) else source.__getitem__
+    header = {
+        "descr": npy.dtype_to_descr(np.dtype(source.dtype)),
+        "fortran_order": False,
+        "shape": (len(rows), *source.shape[1:]),
+    }
+    with atomic_path(path) as partial, partial.open("wb") as handle:
+        npy.write_array_header_1_0(handle, header)
         for start in range(0, len(rows), WRITE_CHUNK):
-            target[start : start + WRITE_CHUNK] = source[rows[start : start + WRITE_CHUNK]]
-        target.flush()
-        del target
+            chunk = np.ascontiguousarray(take(rows[start : start + WRITE_CHUNK]), source.dtype)
+            handle.write(chunk.tobytes())
 
 
 def save_info(out_dir: Path, info: DataInfo) -> None:

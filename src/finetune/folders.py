@@ -4,8 +4,8 @@
     photos/cat/001.jpg ...      one sub-folder per class; classes in sorted order
     photos/train/cat/... and photos/test/cat/...   the test split given, not held out
 
-Files are read one at a time (see ``images``) into a memory-mapped array, so a folder larger
-than memory never has to fit in it. What is not an image by its name (``.DS_Store``, notes)
+Files are read one at a time (see ``images``) into a file of rows, so a folder larger than
+memory never has to fit in it. What is not an image by its name (``.DS_Store``, notes)
 is ignored. A file that cannot be read as an image, a decompression bomb and a link that points
 outside the folder are skipped, counted and named in the log. An empty class, a single class,
 or a class left without training, validation or test images stops the stage with one line.
@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from numpy.lib.format import open_memmap
 
-from src.finetune.data import Split
+from src.finetune.data import Rows
 from src.finetune.errors import PipelineError
-from src.finetune.files import atomic_path
 from src.finetune.images import UnreadableImage, is_image_name, read_image
 
 log = logging.getLogger(__name__)
@@ -99,34 +97,30 @@ def _class_files(
 
 @dataclass
 class Ingested:
-    """The images that could be read, memory-mapped, and the files that could not."""
+    """The images that could be read, as rows of a file, and the files that could not."""
 
-    split: Split
+    images: Rows
+    labels: np.ndarray
     skipped: list[tuple[Path, str]]
 
 
-def ingest(
-    files: list[tuple[Path, int]], size: tuple[int, int], path: Path, classes: int
-) -> Ingested:
-    """Read every file into ``path`` (a .npy), one at a time; unreadable ones are skipped."""
-    shape = (len(files), *size, 3)
+def ingest(files: list[tuple[Path, int]], size: tuple[int, int], path: Path) -> Ingested:
+    """Read every file into ``path`` (raw rows of uint8 RGB pixels), one at a time, written
+    through the file so no image stays in memory; unreadable ones are skipped."""
     skipped: list[tuple[Path, str]] = []
     labels: list[int] = []
-    with atomic_path(path) as partial:
-        pool = open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
+    with path.open("wb") as pool:
         for index, (file, label) in enumerate(files):
             try:
-                pool[len(labels)] = read_image(file, size)
+                pool.write(read_image(file, size).tobytes())
             except UnreadableImage as problem:
                 skipped.append((file, str(problem)))
                 continue
             labels.append(label)
-            if (index + 1) % 1000 == 0:
+            if (index + 1) % 10_000 == 0:
                 log.info("  read %d of %d images", index + 1, len(files))
-        pool.flush()
-        del pool
-    images = np.load(path, mmap_mode="r")[: len(labels)]
-    return Ingested(Split(images, np.asarray(labels, dtype=np.int64), classes), skipped)
+    rows = Rows(path, 0, (len(labels), *size, 3), np.dtype(np.uint8))
+    return Ingested(rows, np.asarray(labels, dtype=np.int64), skipped)
 
 
 def report(scan: FolderScan, skipped: list[tuple[Path, str]], root: Path) -> list[str]:

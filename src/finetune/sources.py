@@ -25,7 +25,7 @@ from src.finetune.data import (
     stratified_subset,
     write_array,
 )
-from src.finetune.folders import ingest, report, scan_folder
+from src.finetune.folders import Ingested, ingest, report, scan_folder
 from src.finetune.params import DataParams
 
 HINT = "add images of that class, or lower data.val_split / data.test_split or raise the limits"
@@ -56,11 +56,11 @@ def prepare_folder(
     size, classes = (data.image_size, data.image_size), len(scan.class_names)
     total = sum(len(files) for files in scan.files.values())
     log.info("reading %d image files of %d classes from %s at %dx%d", total, classes, folder, *size)
-    pools: dict[str, Split] = {}
-    skipped: list = []
+    out.mkdir(parents=True, exist_ok=True)
+    pools: dict[str, Ingested] = {}
     for part, files in scan.files.items():
-        ingested = ingest(files, size, out / f".{part}_pool.npy", classes)
-        pools[part], skipped = ingested.split, skipped + ingested.skipped
+        pools[part] = ingest(files, size, out / f".{part}_pool")
+    skipped = [item for pool in pools.values() for item in pool.skipped]
     for line in report(scan, skipped, folder):
         log.warning("%s", line)
 
@@ -69,7 +69,7 @@ def prepare_folder(
         train_pool = test_pool = pools["all"]
     else:
         train_pool, test_pool = pools["train"], pools["test"]
-        train_idx, test_idx = np.arange(len(train_pool)), np.arange(len(test_pool))
+        train_idx, test_idx = np.arange(len(train_pool.labels)), np.arange(len(test_pool.labels))
     train_idx = train_idx[at_most(train_pool.labels[train_idx], data.train_limit, rng)]
     test_idx = test_idx[at_most(test_pool.labels[test_idx], data.test_limit, rng)]
     val, train = stratified_indices(train_pool.labels[train_idx], data.val_split, rng)
@@ -83,7 +83,7 @@ def prepare_folder(
     for name, (pool, indices) in chosen.items():
         write_array(out / f"{name}_images.npy", pool.images, indices)
         write_array(out / f"{name}_labels.npy", pool.labels, indices)
-    for part in pools:
-        (out / f".{part}_pool.npy").unlink()
+    for pool in pools.values():
+        pool.images.path.unlink()
     save_info(out, DataInfo(scan.class_names, data.source, (*size, 3)))
     return {f"{name}_images": len(indices) for name, (_, indices) in chosen.items()}
