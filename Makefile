@@ -1,7 +1,6 @@
 # Common commands. `make help` lists them.
 PYTHON ?= .venv/bin/python
 BIN := $(abspath $(dir $(PYTHON)))/
-DEMO_ARCHIVE := data/sample/cifar-10-sample.tar.gz
 
 .PHONY: help install install-gpu install-s3 demo repro strong-recipe test test-fast lint format ui bench bench-memory
 
@@ -18,12 +17,8 @@ install-gpu: install ## Also install TensorFlow's CUDA libraries, on a machine w
 install-s3: install ## Also install dvc-s3, for DVC remotes on S3 or S3-compatible storage
 	$(BIN)pip install -q -r requirements-s3.txt
 
-demo: ## Whole pipeline offline: generated sample archive, random weights (~1-2 min on 2 CPU cores)
-	mkdir -p $(dir $(DEMO_ARCHIVE))
-	$(PYTHON) -m src.finetune.sample $(DEMO_ARCHIVE) --train 2000 --test 500 > $(DEMO_ARCHIVE).sha256
-	PATH="$(BIN):$$PATH" $(BIN)dvc exp run \
-	  -S data.archive=$(DEMO_ARCHIVE) -S data.sha256=$$(cat $(DEMO_ARCHIVE).sha256) \
-	  -S model.weights=none -S phase2.lr=1e-3
+demo: ## Whole pipeline offline on scikit-learn's handwritten digits, random weights
+	PATH="$(BIN):$$PATH" $(PYTHON) -m src.demo
 
 repro: ## The full experiment (needs network once for CIFAR-10 and the ImageNet weights)
 	PATH="$(BIN):$$PATH" $(BIN)dvc repro
@@ -46,11 +41,11 @@ format: ## ruff fix and format
 	$(BIN)ruff check --fix .
 	$(BIN)ruff format .
 
-ui: ## MLflow UI on http://127.0.0.1:5000 for the local store
-	$(BIN)mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+ui: ## MLflow UI on http://127.0.0.1:5000, opened on the comparison runs
+	PATH="$(BIN):$$PATH" $(PYTHON) -m src.ui
 
 bench: ## Time phases 1 and 2 against the tutorial recipe -> reports/benchmark.json (~10 min)
 	PATH="$(BIN):$$PATH" $(PYTHON) -m benchmarks.benchmark
 
-bench-memory: ## Peak memory of streamed training at image_size 224 with 60k images loaded
+bench-memory: ## Peak memory of prepare and a training epoch on folders of 10k and 100k images
 	$(PYTHON) -m benchmarks.memory

@@ -10,7 +10,9 @@ from src.finetune.metrics import (
     confusion_rows,
     headline,
     per_class_accuracy,
+    per_class_metrics,
     read_metrics,
+    read_per_class,
 )
 
 NAMES = tuple(f"c{i}" for i in range(10))
@@ -30,8 +32,9 @@ def test_comparison_metrics_delta_is_finetuned_minus_baseline():
     metrics = comparison_metrics(BASELINE, FINETUNED, LABELS, NAMES)
     assert metrics["accuracy_delta"] == pytest.approx(0.5)
     assert metrics["baseline_loss"] == 1.2 and metrics["finetuned_loss"] == 0.8
-    assert metrics["per_class_accuracy"]["finetuned"]["c3"] == 0.0
     assert metrics["test_images"] == 4
+    per_class = per_class_metrics(BASELINE, FINETUNED, LABELS, NAMES)
+    assert per_class["finetuned"]["c3"] == 0.0 and per_class["baseline"]["c0"] == 1.0
     assert not any(key.endswith("_tta") for key in metrics)
 
 
@@ -74,3 +77,13 @@ def test_metrics_are_read_back_and_checked(tmp_path):
     path.write_text("{")
     with pytest.raises(PipelineError, match="is not valid JSON"):
         read_metrics(path)
+
+
+def test_per_class_accuracies_are_read_back_and_checked(tmp_path):
+    path = tmp_path / "per_class.json"
+    per_class = per_class_metrics(BASELINE, FINETUNED, LABELS, NAMES)
+    path.write_text(json.dumps(per_class))
+    assert read_per_class(path) == per_class
+    path.write_text(json.dumps({"baseline": {}}))
+    with pytest.raises(PipelineError, match="lacks the baseline and fine-tuned accuracies"):
+        read_per_class(path)

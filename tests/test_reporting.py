@@ -12,11 +12,8 @@ METRICS = {
     "baseline_loss": 0.6,
     "finetuned_loss": 0.45,
     "test_images": 10000,
-    "per_class_accuracy": {
-        "baseline": {"cat": 0.5, "dog": None},
-        "finetuned": {"cat": 0.75, "dog": None},
-    },
 }
+PER_CLASS = {"baseline": {"cat": 0.5, "dog": None}, "finetuned": {"cat": 0.75, "dog": None}}
 
 
 def test_verdict_follows_the_sign_of_the_delta():
@@ -42,6 +39,7 @@ SUMMARIES = {1: summary(1, 15, 15), 2: summary(16, 25, 25)}
 def report(params, metrics=METRICS, summaries=SUMMARIES):
     return render_report(
         metrics,
+        PER_CLASS,
         combined_history(frame(1, 15), frame(16, 10)),
         summaries,
         params,

@@ -43,8 +43,8 @@ def test_a_folder_of_images_runs_the_whole_pipeline_named_by_class(repo, repro):
     assert "Running stage 'report'" in repro
     classes = json.loads((repo / "data/prepared/classes.json").read_text())
     assert classes["class_names"] == ["cat", "dog", "fox"] and classes["source"] == "folder"
-    metrics = json.loads((repo / "reports/metrics.json").read_text())
-    assert set(metrics["per_class_accuracy"]["finetuned"]) == {"cat", "dog", "fox"}
+    per_class = json.loads((repo / "reports/per_class.json").read_text())
+    assert set(per_class["finetuned"]) == {"cat", "dog", "fox"}
     report = (repo / "reports/report.md").read_text()
     assert "images (your images) · EfficientNetV2B0, random weights" in report
     assert "| fox |" in report

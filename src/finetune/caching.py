@@ -59,6 +59,13 @@ class NetworkCut:
             height, width = resize.output.shape[1:3]
         return max(16, INFERENCE_PIXELS // (height * width))
 
+    def describe(self) -> str:
+        """What trains on the cache, in words for the log."""
+        if self.trainable.name == "head":
+            return "the head"
+        top = len(self.trainable.get_layer(BASE_NAME).layer.layers) - len(self.frozen.inputs)
+        return f"the head and the top {top} layers of the base"
+
     def bytes_per_image(self) -> int:
         return sum(int(np.prod(t.shape[1:])) * BYTES_PER_FLOAT for t in self.frozen.outputs)
 
@@ -103,8 +110,14 @@ def _cut_inside_base(model: keras.Model, base: keras.Model, first: int) -> Netwo
 
 
 def frozen_outputs(frozen: keras.Model, batched: tf.data.Dataset) -> tuple[np.ndarray, ...]:
-    """The frozen part's outputs, computed batch by batch, once."""
-    outputs = frozen.predict(inputs_only(batched), verbose=0)
+    """The frozen part's outputs, computed batch by batch, once.
+
+    Every image on every worker of a multi-worker cluster (no sharding): each worker
+    trains on its own copy of the cache, in the order of the labels.
+    """
+    whole = tf.data.Options()
+    whole.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    outputs = frozen.predict(inputs_only(batched).with_options(whole), verbose=0)
     return tuple(outputs) if isinstance(outputs, list | tuple) else (outputs,)
 
 

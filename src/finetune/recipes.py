@@ -13,6 +13,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from ruamel.yaml import YAML
+
 from src.finetune.errors import PipelineError, run_stage
 from src.finetune.params import check_params, read_yaml
 
@@ -38,6 +40,14 @@ def apply(tree: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(section, {})
         node[key] = value
     return tree
+
+
+def write_params(path: Path, tree: dict[str, Any]) -> None:
+    """A params tree to ``path``, the YAML DVC writes (block style, keys in order)."""
+    yaml = YAML()
+    yaml.default_flow_style = False
+    with path.open("w") as handle:
+        yaml.dump(tree, handle)
 
 
 def set_arguments(overrides: dict[str, Any]) -> list[str]:

@@ -111,6 +111,7 @@ def recipe_lines(params: Params, summaries: dict[int, dict[str, Any]]) -> list[s
 
 def render_report(
     metrics: dict,
+    per_class: dict,
     history: pd.DataFrame,
     summaries: dict[int, dict[str, Any]],
     params: Params,
@@ -123,7 +124,6 @@ def render_report(
     last = int(history["epoch"].max())
     best1, best1_acc = best_epoch(history, 1)
     best2, best2_acc = best_epoch(history, 2)
-    per_class = metrics["per_class_accuracy"]
     image = Path(os.path.relpath(figure, report.parent)).as_posix()
     tta = "baseline_accuracy_tta" in metrics
     tta_head = " test accuracy with TTA |" if tta else ""

@@ -315,7 +315,7 @@ def training_inputs(model: keras.Model, data: tuple[Split, Split], plan: Plan) -
             train=batches(cached_split(cut, train_split), plan.batch_size, shuffle_seed=plan.seed),
             validation=batches(cached_val, plan.batch_size),
             steps_per_epoch=steps_per_epoch,
-            description=f"training {cut.trainable.name} on the frozen part's cached outputs",
+            description=f"training {cut.describe()} on the frozen part's cached outputs",
             per_epoch=[],
         )
     view = tf.Variable(0, dtype=tf.int64, trainable=False, name="cached_view")
@@ -326,7 +326,7 @@ def training_inputs(model: keras.Model, data: tuple[Split, Split], plan: Plan) -
         validation=batches(cached_val, plan.batch_size),
         steps_per_epoch=steps_per_epoch,
         description=(
-            f"training {cut.trainable.name} on the frozen part's cached outputs for {views} "
+            f"training {cut.describe()} on the frozen part's cached outputs for {views} "
             f"augmented views of each image ({augmenter.describe()}), epoch e on view e mod "
             f"{views}; train.cached_views: 0 streams a fresh augmentation every epoch instead"
         ),

@@ -10,7 +10,12 @@ from src.finetune.data import load_info, load_split
 from src.finetune.errors import run_stage
 from src.finetune.evaluation import score
 from src.finetune.files import write_csv, write_json
-from src.finetune.metrics import comparison_metrics, confusion_rows, headline
+from src.finetune.metrics import (
+    comparison_metrics,
+    confusion_rows,
+    headline,
+    per_class_metrics,
+)
 from src.finetune.model import check_checkpoint, load_checkpoint
 from src.finetune.params import load_params
 from src.finetune.tracking import track_stage
@@ -26,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", type=Path, required=True, help="phase 1 checkpoint")
     parser.add_argument("--finetuned", type=Path, required=True, help="phase 2 checkpoint")
     parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
+    parser.add_argument("--per-class", type=Path, required=True, help="per-class JSON to write")
     parser.add_argument("--confusion", type=Path, required=True, help="confusion CSV to write")
     args = parser.parse_args(argv)
     params = load_params()
@@ -45,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         metrics = comparison_metrics(baseline, finetuned, test.labels, class_names, with_tta)
         write_json(args.metrics, metrics)
+        write_json(args.per_class, per_class_metrics(baseline, finetuned, test.labels, class_names))
         write_csv(args.confusion, confusion_rows(test.labels, finetuned.predictions, class_names))
         log.info(
             "test accuracy: baseline %.4f, fine-tuned %.4f, delta %+.4f%s",
@@ -68,8 +75,8 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
         tracker.log_results(headline(metrics))
-        tracker.record_outputs(args.metrics, args.confusion)
-        tracker.log_artifacts(args.metrics, args.confusion)
+        tracker.record_outputs(args.metrics, args.per_class, args.confusion)
+        tracker.log_artifacts(args.metrics, args.per_class, args.confusion)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from src.finetune.history import (
     read_summary,
     with_learning_rates,
 )
-from src.finetune.metrics import read_metrics
+from src.finetune.metrics import read_metrics, read_per_class
 from src.finetune.params import load_params
 from src.finetune.plots import plot_learning_curves
 from src.finetune.reporting import render_report, title
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--phase1-summary", type=Path, required=True)
     parser.add_argument("--phase2-summary", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True, help="evaluate's metrics JSON")
+    parser.add_argument("--per-class", type=Path, required=True, help="evaluate's per-class JSON")
     parser.add_argument("--figure", type=Path, required=True, help="PNG to write")
     parser.add_argument("--report", type=Path, required=True, help="Markdown report to write")
     args = parser.parse_args(argv)
@@ -39,15 +40,17 @@ def main(argv: list[str] | None = None) -> None:
     history = combined_history(read_history(args.phase1_history), read_history(args.phase2_history))
     summaries = {1: read_summary(args.phase1_summary), 2: read_summary(args.phase2_summary)}
     metrics = read_metrics(args.metrics)
+    per_class = read_per_class(args.per_class)
     history = with_learning_rates(history, summaries)
     kept = kept_epochs(summaries)
 
     with track_stage(STAGE, params, PARAMS) as tracker:
         inputs = (args.phase1_history, args.phase2_history, args.phase1_summary)
-        tracker.link_inputs(*inputs, args.phase2_summary, args.metrics)
+        tracker.link_inputs(*inputs, args.phase2_summary, args.metrics, args.per_class)
         plot_learning_curves(history, kept, title(params), args.figure)
         text = render_report(
             metrics,
+            per_class,
             history,
             summaries,
             params,
@@ -60,7 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         # reused phase 1 (or more) from its cache in this execution.
         tracker.fill_comparison(comparison_series(history, kept, metrics))
         tracker.record_outputs(args.figure, args.report)
-        tracker.log_artifacts(args.figure, args.report, args.metrics, comparison=True)
+        tracker.log_artifacts(
+            args.figure, args.report, args.metrics, args.per_class, comparison=True
+        )
         tracker.log_artifacts(*inputs, args.phase2_summary, comparison=True)
 
 

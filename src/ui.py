@@ -1,0 +1,84 @@
+"""The MLflow UI on the local store, opened on the comparison runs.
+
+    make ui        # python -m src.ui [--port 5000]
+
+Prints the link to the experiment's comparison runs (one per pipeline execution), their
+headline metrics and the params sweeps change as columns, then runs `mlflow ui` on 127.0.0.1
+with one worker process, enough on a small machine. The experiment is a model-training one,
+so MLflow 3 opens its runs, not its GenAI view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import urllib.parse
+
+from src.finetune.errors import PipelineError, run_stage
+from src.finetune.metrics import HEADLINE, TTA_HEADLINE
+from src.finetune.params import load_params
+from src.finetune.tracking import TAG_ROLE, experiment_id_for, open_store, tracking_uri
+
+NAME = "ui"
+COMPARISON_FILTER = f"tags.`{TAG_ROLE}` = 'comparison'"
+VIEW = "pipeline-comparison"  # the shared view the link opens
+# What the runs table shows of each execution: what it tried and how it did.
+COLUMNS = [
+    *(f"metrics.`{key}`" for key in (*HEADLINE[:3], *TTA_HEADLINE)),
+    *(
+        f"params.`{key}`"
+        for key in (
+            "data.source", "model.backbone", "model.weights", "augment.flip", "phase1.lr",
+            "phase2.lr", "phase2.unfreeze_last", "phase2.lr_decay", "phase2.unfreeze_every",
+            "phase2.optimizer", "phase2.schedule", "evaluate.tta",
+        )
+    ),
+]  # fmt: skip
+
+
+def share_comparison_view(client, experiment_id: str) -> None:
+    """Store the view as MLflow's "Share" button does: an experiment tag its UI reads."""
+    state = {
+        "searchFilter": COMPARISON_FILTER,
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": False,
+        "selectedColumns": COLUMNS,
+    }
+    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW}", json.dumps(state))
+
+
+def comparison_runs_link(base: str, experiment_id: str) -> str:
+    query = urllib.parse.urlencode({"viewStateShareKey": VIEW})
+    return f"{base}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        raise PipelineError(
+            f"MLFLOW_TRACKING_URI is {uri}: open that server's own UI, or unset it for the "
+            "local store"
+        )
+    with open_store(uri) as client:
+        experiment_id = experiment_id_for(client, load_params().mlflow.experiment)
+        share_comparison_view(client, experiment_id)
+    mlflow = shutil.which("mlflow")
+    if mlflow is None:
+        raise PipelineError("mlflow not found; run `make install`, then `make ui`")
+    base = f"http://127.0.0.1:{args.port}"
+    print(f"MLflow UI: {comparison_runs_link(base, experiment_id)}", flush=True)
+    print("(one row per pipeline execution; Ctrl-C stops the UI)", flush=True)
+    os.execv(
+        mlflow,
+        [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+         "--port", str(args.port), "--workers", "1"],
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    run_stage(NAME, main)
