@@ -4,11 +4,15 @@ MLflow server, and short training runs. The fixtures built on them live in conft
 from __future__ import annotations
 
 import os
+import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -110,6 +114,19 @@ def run(cwd: Path, *command: str, **env: str) -> str:
     )
     assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
+
+
+def start_repro(repo: Path, **popen: Any) -> subprocess.Popen:
+    """`dvc repro` in ``repo``, running on: its output (stdout and stderr) in one text pipe."""
+    return subprocess.Popen(
+        ["dvc", "repro"],
+        cwd=repo,
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
 
 
 def make_project(
@@ -313,3 +330,51 @@ def image_folder(root: Path, per_class: int = 6, classes: tuple[str, ...] = ("ca
             size = (20 + 13 * i, 30 + 7 * index)
             write_image(root / name / f"{i:03d}{suffix}", mode, size, shade=60 + 60 * index)
     return root
+
+
+# --- a real browser ---------------------------------------------------------------------------
+
+
+def rendered_page(url: str, wait_ms: int = 20_000) -> str:
+    """The DOM of ``url`` after Debian's headless Chromium ran its scripts (no network)."""
+    chromium = shutil.which("chromium")
+    assert chromium, "the browser tests need Debian's chromium (.ci/run installs it)"
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", "--window-size=1600,1000",
+             f"--virtual-time-budget={wait_ms}", "--dump-dom", url],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def page_text(html: str) -> list[str]:
+    """The visible strings of a page, one per element."""
+    text = re.sub(r"<(script|style)[^>]*>.*?</\1>", "", html, flags=re.S)
+    return [line.strip() for line in re.sub(r"<[^>]+>", "\n", text).splitlines() if line.strip()]
+
+
+class LocalServer:
+    """A local HTTP server whose one handler (a ``BaseHTTPRequestHandler``) misbehaves as asked."""
+
+    def __init__(self, handler: type) -> None:
+        from http.server import ThreadingHTTPServer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.url = f"{self.base}/cifar-10-python.tar.gz"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> LocalServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -3,9 +3,8 @@
 import io
 import pickle
 import tarfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from src.finetune import archives
 from src.finetune.archives import CIFAR10, CIFAR100, ensure_archive, read_archive
 from src.finetune.errors import PipelineError
 from src.finetune.sample import CLASS_NAMES, write_archive
-from tests.helpers import TINY_TEST, TINY_TRAIN
+from tests.helpers import TINY_TEST, TINY_TRAIN, LocalServer
 
 
 def write_members(path, members: dict[str, bytes], links: tuple[str, ...] = ()) -> None:
@@ -188,20 +187,6 @@ def test_offline_fails_fast_saying_which_file_to_put_where(tmp_path):
     assert not target.exists()
 
 
-class Server:
-    """A local HTTP server whose one handler misbehaves as asked."""
-
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/cifar-10-python.tar.gz"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 class Endless(BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200)
@@ -232,7 +217,7 @@ class Trickle(Endless):
 
 def test_a_server_that_streams_without_end_is_cut_off_at_the_official_size(tmp_path, monkeypatch):
     small = archives.Archive(**{**CIFAR10.__dict__, "size": 5_000_000})
-    server = Server(Endless)
+    server = LocalServer(Endless)
     target = tmp_path / "raw" / "cifar.tar.gz"
     try:
         with pytest.raises(
@@ -246,7 +231,7 @@ def test_a_server_that_streams_without_end_is_cut_off_at_the_official_size(tmp_p
 
 def test_a_stalled_download_is_given_up_and_removed(tmp_path, monkeypatch):
     monkeypatch.setattr(archives, "STALL_WINDOW_S", 2)
-    server = Server(Trickle)
+    server = LocalServer(Trickle)
     target = tmp_path / "raw" / "cifar.tar.gz"
     started = time.monotonic()
     try:

@@ -23,6 +23,7 @@ def switches(**overrides) -> TrainParams:
         "mixed_precision": "auto",
         "jit_compile": "auto",
         "distribution": "auto",
+        "worker_timeout_s": 60,
     }
     return TrainParams(**(values | overrides))
 
@@ -82,7 +83,7 @@ from tests.helpers import fresh_model, tiny_plan
 seed_everything(0)
 devices = configure(TrainParams(cache_budget_gb=1.0, cached_views=0, deterministic=True,
                                 mixed_precision="auto", jit_compile="auto",
-                                distribution=sys.argv[1]))
+                                distribution=sys.argv[1], worker_timeout_s=60))
 data = sys.argv[2]
 plan = tiny_plan(phase="phase2", epochs=2, batch_size=30, **json.loads(sys.argv[3]))
 with devices.strategy.scope():

@@ -7,7 +7,6 @@ label smoothing, early stopping, discriminative rates, gradual unfreezing and TT
 """
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import psutil
 import pytest
 
 from src.finetune.optimization import learning_rate
-from tests.helpers import command_env, local_store, make_project, run, runs_by_execution
+from tests.helpers import local_store, make_project, run, runs_by_execution, start_repro
 
 pytestmark = pytest.mark.e2e
 EPOCHS = 4
@@ -47,14 +46,7 @@ BACKUP = {"phase1_extract": "models/.phase1_backup", "phase2_finetune": "models/
 def repro_killing(repo: Path, stage: str) -> tuple[str, int]:
     """`dvc repro` with ``stage`` killed once it has backed up an epoch; (output, epochs done)."""
     state = repo / BACKUP[stage] / "state.json"
-    dvc = subprocess.Popen(
-        ["dvc", "repro"],
-        cwd=repo,
-        env=command_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    dvc = start_repro(repo)
     deadline = time.monotonic() + 300
     while not state.exists():
         assert dvc.poll() is None, f"dvc ended before {stage} backed up an epoch"

@@ -79,6 +79,21 @@ def test_failing_stage_marks_its_runs_failed(workdir, params):
     assert set(statuses.values()) == {"FAILED"}
 
 
+def test_a_disabled_tracker_takes_every_call_and_logs_nothing(workdir, params, tmp_path):
+    """A multi-worker cluster's other workers run the same stage code as its chief."""
+    (tmp_path / "note.txt").write_text("x")
+    with track_stage("phase1_extract", params, ("phase1",), enabled=False) as tracker:
+        tracker.link_inputs(tmp_path / "note.txt")
+        tracker.log_params({"phase1.lr.head": 1e-3})
+        tracker.log_epoch(1, {"loss": 1.0})
+        tracker.log_results({"phase1.kept_epoch": 1})
+        tracker.record_outputs(tmp_path / "note.txt")
+        tracker.log_artifacts(tmp_path / "note.txt", comparison=True)
+        tracker.log_model(object(), "baseline_model", ("a", "b"))
+        tracker.link_metrics_to_models({"baseline_model": {"accuracy": 0.5}})
+    assert not (workdir / "mlflow.db").exists() and not (workdir / "mlartifacts").exists()
+
+
 def test_another_execution_gets_its_own_comparison_run(workdir, params, monkeypatch):
     with track_stage("prepare", params, ()) as first:
         pass
@@ -177,6 +192,9 @@ def test_models_are_logged_models_of_the_comparison_run_with_their_accuracy(work
     logged = [client.get_logged_model(output.model_id) for output in outputs]
     assert [m.name for m in logged] == ["finetuned_model", "finetuned_model"]
     assert {m.source_run_id for m in logged} == {tracker.comparison_run_id}
+    experiment_id = client.get_run(tracker.comparison_run_id).info.experiment_id
+    assert {m.experiment_id for m in logged} == {experiment_id}, "in the experiment's Models tab"
+    assert all(m.artifact_location.startswith((workdir / "mlartifacts").as_uri()) for m in logged)
     latest = logged[-1]
     assert [(m.key, m.value) for m in latest.metrics] == [("finetuned_accuracy", 0.75)]
     versions = client.search_model_versions("name = 'pets'")

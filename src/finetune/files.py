@@ -26,10 +26,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     suffixes = "".join(path.suffixes)
     partial = path.with_name(f".{path.name.removesuffix(suffixes)}.partial{suffixes}")
     try:
-        yield partial
-        os.replace(partial, path)
+        with naming_the_output(path):
+            yield partial
+            os.replace(partial, path)
     finally:
-        partial.unlink(missing_ok=True)
+        # A failing clean-up (a read-only directory) must not hide why the write failed.
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -40,12 +43,25 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        yield partial
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(partial, path)
+        with naming_the_output(path):
+            yield partial
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(partial, path)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def naming_the_output(path: Path) -> Iterator[None]:
+    """Give an OS error without a file name (a ``write`` on a full disk) the output's path,
+    so that the stage's one-line error can say which output could not be written."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            error.filename = str(path)
+        raise
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from src.finetune.backbones import BACKBONES, Backbone, build_base, preprocessing_layers
 from src.finetune.data import DataInfo
@@ -216,9 +218,21 @@ def save_model(model: keras.Model, path: Path) -> None:
     A twin that shares every layer but was never compiled: the checkpoint holds the same
     weights whether the phase trained the whole model (streamed) or a part of it (cached).
     """
-    twin = keras.Model(model.inputs, model.outputs, name=model.name)
     with atomic_path(path) as partial:
-        twin.save(partial)
+        write_checkpoint(model, partial)
+
+
+def write_checkpoint(model: keras.Model, path: Path) -> None:
+    """``save_model`` without the rename: for a caller that writes several files as one."""
+    keras.Model(model.inputs, model.outputs, name=model.name).save(path)
+
+
+def weights_digest(model: keras.Model) -> str:
+    """A short fingerprint of every weight: workers that trained together print the same."""
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def check_checkpoint(model: keras.Model, path: Path, backbone: str, info: DataInfo) -> None:

@@ -8,6 +8,7 @@ before it does any work.
 from __future__ import annotations
 
 import difflib
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,8 +27,14 @@ from ruamel.yaml.error import YAMLError
 from src.finetune.backbones import BACKBONES, Backbone
 from src.finetune.errors import PipelineError
 
+# Bounds are what the stages can run: seeds are 32-bit for NumPy and TensorFlow; epochs,
+# batches and sizes stop where a run would only fail later, or never end. A learning rate
+# only has to be finite: one too high ends in the one-line "training diverged" error.
 PositiveInt = Annotated[int, Field(ge=1)]
-LearningRate = Annotated[float, Field(gt=0)]
+Epochs = Annotated[int, Field(ge=1, le=10_000)]
+BatchSize = Annotated[int, Field(ge=1, le=8192)]
+LearningRate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Limit = Annotated[int, Field(ge=1, le=1_000_000_000)]
 # The most Keras's RandAugment can pick from: it draws operations from nine.
 RANDAUGMENT_OPERATIONS = 9
 MAX_TTA_VIEWS = 8
@@ -47,8 +54,8 @@ class DataParams(Section):
     folder: str = Field(min_length=1)
     val_split: float = Field(gt=0, lt=1)
     test_split: float = Field(gt=0, lt=1)
-    train_limit: PositiveInt | None = None
-    test_limit: PositiveInt | None = None
+    train_limit: Limit | None = None
+    test_limit: Limit | None = None
     image_size: int = Field(ge=32, le=1024)
 
 
@@ -105,15 +112,15 @@ class AugmentParams(Section):
 class PhaseParams(Section):
     """What both training phases share: the optimizer, its schedule, the loss, stopping."""
 
-    epochs: PositiveInt
+    epochs: Epochs
     lr: LearningRate
-    batch_size: PositiveInt
+    batch_size: BatchSize
     optimizer: Literal["adam", "adamw", "sgd"]
     weight_decay: float = Field(ge=0, lt=1)
     schedule: Literal["constant", "cosine"]
-    warmup_epochs: int = Field(ge=0)
+    warmup_epochs: int = Field(ge=0, le=10_000)
     label_smoothing: float = Field(ge=0, lt=1)
-    early_stopping: int = Field(ge=0)
+    early_stopping: int = Field(ge=0, le=10_000)
 
     @model_validator(mode="after")
     def _warmup_within_the_phase(self) -> PhaseParams:
@@ -132,7 +139,7 @@ class Phase1Params(PhaseParams):
 class Phase2Params(PhaseParams):
     unfreeze_last: int = Field(ge=0)
     lr_decay: float = Field(gt=0, le=1)
-    unfreeze_every: int = Field(ge=0)
+    unfreeze_every: int = Field(ge=0, le=10_000)
 
 
 class EvaluateParams(Section):
@@ -143,22 +150,26 @@ Switch = bool | Literal["auto"]
 
 
 class TrainParams(Section):
-    cache_budget_gb: float = Field(ge=0)
+    cache_budget_gb: float = Field(ge=0, le=4096)
     cached_views: int = Field(ge=0, le=64)
     deterministic: bool
     mixed_precision: Switch
     jit_compile: Switch
     distribution: Literal["auto", "none", "mirrored", "multi_worker"]
+    worker_timeout_s: int = Field(ge=1, le=86_400)
 
 
 class MlflowParams(Section):
-    experiment: str = Field(min_length=1)
+    experiment: str = Field(min_length=1, max_length=500)
     log_models: bool
-    registered_model: str | None = Field(min_length=1)
+    # MLflow refuses '/' and ':' in a registered model's name
+    registered_model: str | None = Field(
+        min_length=1, max_length=500, pattern=r"^[^/:]*[^/:\s][^/:]*$"
+    )
 
 
 class Params(Section):
-    seed: int = Field(ge=0)
+    seed: int = Field(ge=0, lt=2**32)
     data: DataParams
     model: ModelParams
     augment: AugmentParams
@@ -268,9 +279,14 @@ def _sentence(detail: ErrorDetails) -> str:
     return f"{key}: {message.lower()}, got {_quote(detail['input'])}"
 
 
+QUOTE = reprlib.Repr()  # keyword arguments only from Python 3.12
+QUOTE.maxlevel, QUOTE.maxlist, QUOTE.maxdict, QUOTE.maxstring = 3, 4, 4, 60
+
+
 def _quote(value: Any, limit: int = 80) -> str:
-    """The offending value as written, cut short: one line even for a huge value."""
-    text = " ".join(repr(value).split())
+    """The offending value as written, cut short: one line even for a huge value, and never
+    expanded in full (a YAML alias bomb nests lists exponentially)."""
+    text = " ".join(QUOTE.repr(value).split())
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 

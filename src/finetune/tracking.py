@@ -31,14 +31,16 @@ import pandas as pd
 import psutil
 import requests
 from filelock import FileLock
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from filelock import Timeout as FileLockTimeout
+from mlflow.entities import LifecycleStage, Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from sqlalchemy.exc import SQLAlchemyError
 
-from src.finetune.errors import PipelineError
+from src.finetune.errors import PipelineError, is_dvc
 from src.finetune.files import content_hash
 from src.finetune.metrics import headline
 from src.finetune.params import Params
@@ -49,18 +51,29 @@ TAG_STAGE = "pipeline.stage"
 TAG_COMPARISON = "pipeline.comparison_run_id"
 TAG_DVC_EXP = "dvc.exp_name"
 TAG_PROCESS = "pipeline.process"
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 OUTPUT_TAG = "pipeline.output.{path}"
 INPUT_TAG = "pipeline.input.{path}"
 SERVER_TIMEOUT_S = 5
-# A stalled tracking server must not stall training: fail a request after about ten seconds
-# instead of MLflow's two minutes of retries, unless the user chose otherwise.
+# A stalled tracking server must not stall training: fail a request after about twenty
+# seconds (three tries of five, with one and two seconds between) instead of MLflow's two
+# minutes of retries, unless the user chose otherwise.
 for _name, _value in (
     ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
     ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
-    ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
+    ("MLFLOW_HTTP_REQUEST_TIMEOUT", "5"),
 ):
     os.environ.setdefault(_name, _value)
-TRACKING_ERRORS = (MlflowException, requests.RequestException, OSError)
+TRACKING_ERRORS = (
+    MlflowException,
+    requests.RequestException,
+    OSError,
+    sqlite3.Error,
+    SQLAlchemyError,
+    FileLockTimeout,
+)
+STORE_LOCK_TIMEOUT_S = 20
 log = logging.getLogger(__name__)
 
 
@@ -116,7 +129,7 @@ def open_store(uri: str) -> Iterator[MlflowClient]:
         return
     database = Path(uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{database}.lock", timeout=300):
+    with FileLock(f"{database}.lock", timeout=STORE_LOCK_TIMEOUT_S):
         yield MlflowClient(tracking_uri=uri)  # creates the tables of a new store
         _use_wal(database)
 
@@ -137,7 +150,7 @@ def process_id(process: psutil.Process) -> str:
 def execution_id() -> str:
     """Identify the ``dvc`` process that runs this stage; without one, this process."""
     process = psutil.Process()
-    return process_id(next((p for p in process.parents() if _is_dvc(p)), process))
+    return process_id(next((p for p in process.parents() if is_dvc(p)), process))
 
 
 def is_alive(identity: str) -> bool:
@@ -150,16 +163,6 @@ def is_alive(identity: str) -> bool:
         return int(psutil.Process(int(pid)).create_time()) == int(started)
     except (psutil.NoSuchProcess, ValueError):
         return False
-
-
-def _is_dvc(process: psutil.Process) -> bool:
-    try:
-        command = process.cmdline()
-    except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-        return False
-    if command[1:3] == ["-m", "dvc"]:
-        return True
-    return any(Path(part).name in ("dvc", "dvc.exe") for part in command[:2])
 
 
 def git_commit() -> str | None:
@@ -241,8 +244,13 @@ class StageTracker:
         self._call(self._link_metrics_to_models, metrics)
 
     def close(self, status: str) -> None:
+        """End both runs with ``status``; tried even after a failed call switched the
+        tracker off, since the store may well be there."""
         for run_id in (self.run_id, self.comparison_run_id):
-            self._call(self.client.set_terminated, run_id, status)
+            try:
+                with_lock_retries(self.client.set_terminated, run_id, status)
+            except TRACKING_ERRORS as error:
+                log.warning("MLflow: run %s could not be closed (%s)", run_id, _first_line(error))
 
     def _log_model(
         self, model: Any, name: str, class_names: tuple[str, ...], register_as: str | None
@@ -254,7 +262,10 @@ class StageTracker:
         import tensorflow as tf
         from mlflow.models import Model
 
-        mlflow.set_tracking_uri(self.client.tracking_uri)  # Model.log uses the global store
+        # Model.log uses the global store and experiment: the comparison run's.
+        mlflow.set_tracking_uri(self.client.tracking_uri)
+        run = self.client.get_run(self.comparison_run_id)
+        mlflow.set_experiment(experiment_id=run.info.experiment_id)
         # Named requirements spare MLflow a subprocess that reloads the model to infer them.
         requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
         info = Model.log(
@@ -301,17 +312,41 @@ class StageTracker:
             self.client.log_batch(self.run_id, tags=tags)
 
     def _call(self, action: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Call the store; a failure never stops the stage. A store that cannot be reached
+        switches the tracker off (said once); any other failure is said, and skipped."""
         if self.offline:
             return
         try:
             with_lock_retries(action, *args, **kwargs)
         except TRACKING_ERRORS as error:
+            if not _unreachable(error):
+                log.warning(
+                    "MLflow: %s failed (%s); the stage goes on",
+                    getattr(action, "__name__", "a call").strip("_").replace("_", " "),
+                    _first_line(error),
+                )
+                return
             self.offline = True
             log.warning(
                 "MLflow tracking failed (%s); the stage goes on without it. Once the server "
                 "is back, log the outputs with `python -m src.finetune.relog`",
-                str(error).splitlines()[0][:200],
+                _first_line(error),
             )
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0][:200]
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether the store itself is out of reach (rather than one request being refused)."""
+    if isinstance(error, requests.RequestException | FileLockTimeout | sqlite3.OperationalError):
+        return True
+    text = str(error)
+    return any(
+        sign in text
+        for sign in ("Max retries exceeded", "Connection refused", "timed out", "API request to")
+    )
 
 
 def _signature(model: Any) -> ModelSignature:
@@ -396,19 +431,71 @@ def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> None:
 
 
 def experiment_id_for(client: MlflowClient, name: str) -> str:
+    """The experiment's id, creating it as a model-training experiment if it is new.
+
+    MLflow 3 opens an experiment on the view its kind says; without the tag it may open the
+    GenAI one, where runs, params and metrics are a click away. An experiment made before
+    the tag existed gets it, unless someone chose another kind.
+    """
     experiment = client.get_experiment_by_name(name)
+    if experiment and experiment.lifecycle_stage == LifecycleStage.DELETED:
+        raise PipelineError(
+            f"MLflow experiment {name!r} is deleted; restore it (`mlflow experiments restore "
+            f"--experiment-id {experiment.experiment_id}`) or set mlflow.experiment to a new name"
+        )
+    local = "MLFLOW_TRACKING_URI" not in os.environ
+    if experiment and local:
+        follow_the_repository(client, experiment.artifact_location)
     if experiment:
+        if TAG_EXPERIMENT_KIND not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, TAG_EXPERIMENT_KIND, MODEL_TRAINING)
         return experiment.experiment_id
-    location = None
-    if "MLFLOW_TRACKING_URI" not in os.environ:
-        location = (repository_root() / "mlartifacts").as_uri()
+    location = local_artifacts() if local else None
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(
+            name, artifact_location=location, tags={TAG_EXPERIMENT_KIND: MODEL_TRAINING}
+        )
     except MlflowException:  # another stage created it meanwhile
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             raise
         return experiment.experiment_id
+
+
+def local_artifacts() -> str:
+    """Where the repository's own store keeps artifacts: mlartifacts/ beside mlflow.db."""
+    return (repository_root() / "mlartifacts").as_uri()
+
+
+# Where the local store names artifact locations: a move rewrites them.
+LOCATIONS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "source"),
+    ("model_versions", "storage_location"),
+)
+
+
+def follow_the_repository(client: MlflowClient, location: str) -> None:
+    """After the repository was moved or copied, point its store at its own mlartifacts/.
+
+    MLflow keeps absolute artifact locations. A repository moved (or copied) elsewhere would
+    go on logging to the old place (or into the original's folder); the local SQLite store
+    is the repository's own, so its locations are rewritten from the old root to the new.
+    """
+    new = local_artifacts()
+    if location == new or not location.endswith("/mlartifacts"):
+        return
+    database = client.tracking_uri.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as connection, connection:
+        for table, column in LOCATIONS:
+            connection.execute(
+                f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                f"WHERE substr({column}, 1, ?) = ?",
+                (new, len(location) + 1, len(location), location),
+            )
+    log.info("the repository moved: MLflow artifacts now go to %s", new)
 
 
 def context_tags() -> dict[str, str]:
@@ -448,17 +535,9 @@ def comparison_run(
     return run.info.run_id
 
 
-@contextlib.contextmanager
-def track_stage(
-    stage: str, params: Params, logged_params: tuple[str, ...]
-) -> Iterator[StageTracker]:
-    """Open the stage's run for the duration of the block, and close it with its outcome.
-
-    A failing or interrupted stage marks its run and the comparison run FAILED or KILLED,
-    so no run is left RUNNING.
-    """
-    uri = tracking_uri()
-    check_server(uri)
+def _open_runs(
+    uri: str, stage: str, params: Params, logged_params: tuple[str, ...]
+) -> StageTracker:
     with open_store(uri) as client:
         experiment_id = experiment_id_for(client, params.mlflow.experiment)
         close_orphaned_runs(client, experiment_id)
@@ -476,11 +555,83 @@ def track_stage(
             MLFLOW_PARENT_RUN_ID: comparison_id,
         },
     )
-    run_id = run.info.run_id
-    selected = params.select(logged_params)
-    client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in selected.items()])
-    client.update_run(comparison_id, status=RunStatus.to_string(RunStatus.RUNNING))
-    tracker = StageTracker(client, run_id, comparison_id)
+    tracker = StageTracker(client, run.info.run_id, comparison_id)
+    try:
+        selected = params.select(logged_params)
+        batch = [Param(k, _param_value(v)) for k, v in selected.items()]
+        with_lock_retries(client.log_batch, run.info.run_id, params=batch)
+        client.update_run(comparison_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    except BaseException:
+        tracker.close(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    return tracker
+
+
+@contextlib.contextmanager
+def store_errors_as_one_line(uri: str) -> Iterator[None]:
+    """What goes wrong opening the store, as one line saying what to do."""
+    try:
+        yield
+    except PipelineError:
+        raise
+    except FileLockTimeout:
+        raise PipelineError(
+            f"{uri.removeprefix('sqlite:///')} stayed locked by another process for "
+            f"{STORE_LOCK_TIMEOUT_S} s; wait for it to finish, or stop it"
+        ) from None
+    except TRACKING_ERRORS as error:
+        raise PipelineError(_store_problem(uri, error)) from None
+
+
+def _store_problem(uri: str, error: BaseException) -> str:
+    reason = _first_line(error)
+    if uri.startswith("sqlite:///"):
+        path = uri.removeprefix("sqlite:///")
+        if "locked" in reason:
+            return f"{path} is locked by another process ({reason}); wait for it, or stop it"
+        return (
+            f"{path} is not a usable MLflow store ({reason}); move it aside to start a new one "
+            "(`mv mlflow.db mlflow.db.broken`), or point MLFLOW_TRACKING_URI at a server"
+        )
+    return (
+        f"the MLflow store at {uri} does not work ({reason}); check MLFLOW_TRACKING_URI and the "
+        "server, or unset MLFLOW_TRACKING_URI to log to mlflow.db in the repository"
+    )
+
+
+class _NoClient:
+    """Stands in for ``MlflowClient`` where nothing is logged: every call does nothing."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
+
+
+class NoTracker(StageTracker):
+    """Logs nothing: a multi-worker cluster's workers other than the chief."""
+
+    def __init__(self) -> None:
+        super().__init__(client=_NoClient(), run_id="", comparison_run_id="", offline=True)  # type: ignore[arg-type]
+
+    def close(self, status: str) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def track_stage(
+    stage: str, params: Params, logged_params: tuple[str, ...], enabled: bool = True
+) -> Iterator[StageTracker]:
+    """Open the stage's run for the duration of the block, and close it with its outcome.
+
+    A failing or interrupted stage marks its run and the comparison run FAILED or KILLED,
+    so no run is left RUNNING. Not ``enabled``: nothing is logged (see ``NoTracker``).
+    """
+    if not enabled:
+        yield NoTracker()
+        return
+    uri = tracking_uri()
+    check_server(uri)
+    with store_errors_as_one_line(uri):
+        tracker = _open_runs(uri, stage, params, logged_params)
     status = RunStatus.FAILED
     try:
         yield tracker

@@ -11,9 +11,8 @@ from src.finetune.errors import run_stage
 from src.finetune.model import build_model, serving_model
 from src.finetune.params import load_params
 from src.finetune.resume import EpochBackup, fingerprint
-from src.finetune.tracking import track_stage
 from src.finetune.training import Plan, seed_everything
-from src.stages.common import PhaseOutputs, train_phase
+from src.stages.common import PhaseOutputs, phase_run, train_phase
 
 STAGE = "phase1_extract"
 PARAMS = ("seed", "data.image_size", "model", "augment", "phase1", "train")
@@ -36,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     plan = Plan.for_phase(params, "phase1", jit_compile=devices.jit_compile)
     backup = EpochBackup(args.backup_dir, fingerprint(params.select(PARAMS), (args.data,)), STAGE)
 
-    with track_stage(STAGE, params, PARAMS) as tracker, devices.strategy.scope():
+    declared = PhaseOutputs(args.model, args.history, args.summary)
+    with phase_run(STAGE, params, PARAMS, devices, declared, backup) as (tracker, outputs, backup):
         tracker.link_inputs(args.data)
         info = load_info(args.data)
         model = build_model(
@@ -53,11 +53,11 @@ def main(argv: list[str] | None = None) -> None:
             plan,
             tracker=tracker,
             backup=backup,
-            outputs=PhaseOutputs(args.model, args.history, args.summary),
+            outputs=outputs,
         )
-        if params.mlflow.log_models:
+        if params.mlflow.log_models and devices.chief:
             tracker.log_model(serving_model(model), "baseline_model", info.class_names)
 
 
 if __name__ == "__main__":
-    run_stage(STAGE, main)
+    run_stage(STAGE, main, resumable=True)

@@ -12,9 +12,8 @@ from src.finetune.history import read_history
 from src.finetune.model import check_checkpoint, load_checkpoint, serving_model
 from src.finetune.params import load_params
 from src.finetune.resume import EpochBackup, fingerprint
-from src.finetune.tracking import track_stage
 from src.finetune.training import Plan, seed_everything
-from src.stages.common import PhaseOutputs, train_phase
+from src.stages.common import PhaseOutputs, phase_run, train_phase
 
 STAGE = "phase2_finetune"
 PARAMS = ("seed", "augment", "phase2", "train")
@@ -48,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     inputs = (args.data, args.phase1_model, args.phase1_history)
     backup = EpochBackup(args.backup_dir, fingerprint(params.select(PARAMS), inputs), STAGE)
 
-    with track_stage(STAGE, params, PARAMS) as tracker, devices.strategy.scope():
+    declared = PhaseOutputs(args.model, args.history, args.summary)
+    with phase_run(STAGE, params, PARAMS, devices, declared, backup) as (tracker, outputs, backup):
         tracker.link_inputs(*inputs)
         train_phase(
             model,
@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> None:
             plan,
             tracker=tracker,
             backup=backup,
-            outputs=PhaseOutputs(args.model, args.history, args.summary),
+            outputs=outputs,
         )
-        if params.mlflow.log_models:
+        if params.mlflow.log_models and devices.chief:
             tracker.log_model(
                 serving_model(model),
                 "finetuned_model",
@@ -68,4 +68,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(STAGE, main)
+    run_stage(STAGE, main, resumable=True)
