@@ -1,10 +1,12 @@
 """The official CIFAR archives: download, verify and read, validated rather than trusted."""
 
 import io
+import os
 import pickle
 import tarfile
 import time
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,6 +68,8 @@ def test_channels_first_rows_become_height_width_channel_images(tmp_path):
 
 
 GOOD = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}
+# _codecs.encode('a', 'hex'): nested, a few hundred bytes of pickle grow into gigabytes.
+HEX_BOMB = b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00aX\x03\x00\x00\x00hex\x86R."
 
 
 @pytest.mark.parametrize(
@@ -85,11 +89,21 @@ GOOD = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}
          "pixel values lie outside 0-255"),
         (official_members({**GOOD, b"data": np.zeros((2, 3072), np.float32)}),
          "data must be an array of 0-255 pixel values"),
+        (official_members({**GOOD, b"data": [[1, 2], [3]]}), "are not arrays of the official"),
+        (official_members({**GOOD, b"labels": np.array(3)}), "are not arrays of the official"),
+        (official_members({**GOOD, b"labels": [2**70, 0]}), "are not arrays of the official"),
+        (official_members(GOOD, meta={b"label_names": [b"\xff\xfe"] * 10}),
+         "are not 10 distinct, printable names"),
+        (official_members(GOOD, meta={b"label_names": [b"cat"] * 10}),
+         "are not 10 distinct, printable names"),
+        (dict.fromkeys(CIFAR10.members, HEX_BOMB), "refusing to encode with 'hex'"),
     ],
     ids=[
         "missing-members", "wrong-shape", "meta-without-label-names", "meta-not-a-dict",
         "batch-not-a-dict", "batch-without-labels", "string-labels", "float-labels",
-        "labels-out-of-range", "pixels-over-255", "float-pixels",
+        "labels-out-of-range", "pixels-over-255", "float-pixels", "ragged-data",
+        "labels-of-no-length", "labels-beyond-int64", "names-not-utf8", "names-repeated",
+        "codec-bomb",
     ],
 )  # fmt: skip
 def test_a_damaged_archive_is_one_line_naming_what_is_wrong(tmp_path, members, expected):
@@ -156,6 +170,34 @@ def test_checksum_mismatch_stops_and_keeps_the_file_untouched(sample_archive, tm
 def test_an_archive_path_that_is_a_directory_is_one_line(tmp_path):
     with pytest.raises(PipelineError, match=r"data.archive: .* is a directory"):
         ensure_archive(tmp_path, "http://127.0.0.1:9/x", "0" * 64, CIFAR10)
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_an_archive_path_that_is_no_regular_file_is_one_line(tmp_path, special):
+    path = Path(special) if special.startswith("/") else tmp_path / special
+    if special == "fifo":
+        os.mkfifo(path)
+    with pytest.raises(PipelineError, match=r"data.archive: .* is not a regular file"):
+        ensure_archive(path, "http://127.0.0.1:9/x", "0" * 64, CIFAR10)
+
+
+def test_a_file_url_of_a_pipe_is_one_line(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(PipelineError, match=r"data.url: .* is not a regular file"):
+        ensure_archive(tmp_path / "c.tar.gz", fifo.as_uri(), "a" * 64, CIFAR10)
+
+
+@pytest.mark.parametrize("url", ["http://localhost:50O0/c.tar.gz", "http://localhost:9 /c.tar.gz"])
+def test_a_url_http_cannot_use_is_one_line(tmp_path, url):
+    with pytest.raises(PipelineError, match=r"cannot download .*; without network, put"):
+        ensure_archive(tmp_path / "c.tar.gz", url, "a" * 64, CIFAR10)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_url_that_does_not_parse_is_one_line(tmp_path):
+    with pytest.raises(PipelineError, match=r"data.url: 'http://\[::1' is not an http"):
+        ensure_archive(tmp_path / "c.tar.gz", "http://[::1", "a" * 64, CIFAR10)
 
 
 def test_missing_archive_is_downloaded_and_verified(sample_archive, tmp_path):

@@ -8,6 +8,7 @@ directory holding that stage's inputs, with one of them broken.
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -241,6 +242,29 @@ CASES = {
         "report",
         "metrics.json lacks finetuned_accuracy",
         breaks=replace("reports/metrics.json", lambda _: b'{"baseline_accuracy": 0.5}'),
+    ),
+    "metrics-with-half-the-tta": Case(
+        "report",
+        "metrics.json: its content: it has some of baseline_accuracy_tta",
+        breaks=replace(
+            "reports/metrics.json",
+            lambda old: json.dumps(
+                json.loads(old.read_text()) | {"baseline_accuracy_tta": 0.5}
+            ).encode(),
+        ),
+    ),
+    "per-class-of-other-classes": Case(
+        "report",
+        "per_class.json: its content: baseline and finetuned name different classes",
+        breaks=replace(
+            "reports/per_class.json",
+            lambda old: json.dumps(json.loads(old.read_text()) | {"finetuned": {}}).encode(),
+        ),
+    ),
+    "history-of-binary-junk": Case(
+        "report",
+        "phase1_history.csv is not a readable CSV file",
+        breaks=replace("reports/phase1_history.csv", lambda _: b"\xff\xfe\x00junk"),
     ),
     "summary-not-json": Case(
         "report",

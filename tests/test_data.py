@@ -87,3 +87,10 @@ def test_damaged_prepared_data_is_one_line(tmp_path):
     save_info(tmp_path, DataInfo(CLASS_NAMES, "cifar10", (64, 64, 3)))
     with pytest.raises(PipelineError, match=r"expected \(64, 64, 3\) each"):
         load_split(tmp_path, "train")
+    save_info(tmp_path, DataInfo(CLASS_NAMES, "cifar10", (32, 32, 3)))
+    np.save(tmp_path / "train_labels.npy", split.labels.astype(np.float32).reshape(-1, 1))
+    with pytest.raises(PipelineError, match=r"float32 labels of shape \(10, 1\)"):
+        load_split(tmp_path, "train")
+    np.save(tmp_path / "train_labels.npy", split.labels + 10)
+    with pytest.raises(PipelineError, match=r"train_labels.npy: labels outside 0\.\.9"):
+        load_split(tmp_path, "train")

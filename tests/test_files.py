@@ -1,7 +1,16 @@
 import pandas as pd
 import pytest
+from pydantic import BaseModel
 
-from src.finetune.files import atomic_path, content_hash, copy_files, write_csv, write_json
+from src.finetune.errors import PipelineError
+from src.finetune.files import (
+    atomic_path,
+    content_hash,
+    copy_files,
+    read_json,
+    write_csv,
+    write_json,
+)
 
 
 def test_atomic_path_replaces_only_on_success(tmp_path):
@@ -42,3 +51,34 @@ def test_copy_files_copies_files_and_folders_without_bytecode(tmp_path):
     copy_files(["src", ".dvc/config"], source, target)
     copied = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
     assert copied == [".dvc/config", "src/module.py"]
+
+
+def test_an_output_that_cannot_be_replaced_is_named_not_its_temporary_sibling(tmp_path):
+    output = tmp_path / "figure.png"
+    output.mkdir()  # a directory where the file belongs
+    with pytest.raises(OSError) as raised, atomic_path(output) as partial:
+        partial.write_bytes(b"png")
+    assert raised.value.filename == str(output)
+    assert list(tmp_path.iterdir()) == [output]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "not found; rerun"),
+        (b"\xff\xfe", "is not valid JSON"),
+        (b"[" * 100_000, "is not valid JSON"),
+        (b"[1]", "is not a JSON object"),
+        (b"{}", "lacks count"),
+        (b'{"count": "many"}', "count: input should be a valid integer"),
+    ],
+)
+def test_read_json_gives_one_line_for_each_kind_of_damage(tmp_path, content, message):
+    class Counted(BaseModel):
+        count: int
+
+    path = tmp_path / "counted.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(PipelineError, match=message):
+        read_json(path, Counted, "rerun")

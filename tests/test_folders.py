@@ -1,6 +1,7 @@
 """Your own images: a folder of class sub-folders becomes stratified splits on disk."""
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -71,12 +72,14 @@ def test_what_is_not_a_readable_image_is_ignored_or_skipped_and_named(tmp_path, 
     (folder / "fox/broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     outside = write_image(tmp_path / "secret.png", "RGB", (8, 8), 10)
     (folder / "cat/link.png").symlink_to(outside)
+    (folder / "dog/loop.png").symlink_to(folder / "dog/loop.png")
     caplog.set_level(logging.WARNING)
     sizes = prepare(folder, tmp_path / "prepared", val_split=0.25, test_split=0.25)
     assert sum(sizes.values()) == 18
     text = caplog.text
     assert "skipped 1 file(s) that are not readable images: fox/broken.jpg" in text
-    assert "skipped 1 link(s) pointing outside" in text and "cat/link.png" in text
+    assert "skipped 2 link(s) pointing outside" in text and "cat/link.png" in text
+    assert "dog/loop.png" in text
     assert "ignored 2 file(s) that are not images" in text and "dog/notes.txt" in text
 
 
@@ -110,6 +113,21 @@ def test_a_folder_that_cannot_train_stops_with_one_line(tmp_path, layout, expect
         prepare(folder, tmp_path / "prepared")
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "prepared/train_images.npy").exists()
+
+
+def test_a_class_folder_linked_from_outside_is_one_line(tmp_path):
+    folder = image_folder(tmp_path / "photos", per_class=6)
+    elsewhere = image_folder(tmp_path / "elsewhere", per_class=6)
+    (folder / "owl").symlink_to(elsewhere / "cat")
+    with pytest.raises(PipelineError, match=r"photos/owl is a link pointing outside"):
+        prepare(folder, tmp_path / "prepared")
+
+
+def test_a_class_folder_name_that_is_not_utf8_is_one_line(tmp_path):
+    folder = image_folder(tmp_path / "photos", per_class=6)
+    os.rename(folder / "dog", os.fsencode(folder) + b"/d\xffg")
+    with pytest.raises(PipelineError, match=r"class folder name 'd\\udcffg' is not printable"):
+        prepare(folder, tmp_path / "prepared")
 
 
 def test_a_missing_folder_names_the_key(tmp_path):

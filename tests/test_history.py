@@ -32,6 +32,24 @@ def test_combined_history_marks_phases_and_rejects_gaps():
         combined_history(frame(1, 15), frame(17, 9))
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "is not a readable CSV file"),
+        (b"\xff\xfe\x00junk", "is not a readable CSV file"),
+        ("epoch,accuracy,loss,val_accuracy,val_loss\nx,0.5,1,0.5,1\n", "no number in epoch"),
+        ("epoch,accuracy,loss,val_accuracy,val_loss\n1,abc,1,0.5,1\n", "no number in accuracy"),
+        ("epoch,accuracy,loss,val_accuracy,val_loss\n,0.5,1,0.5,1\n", "an empty cell"),
+        ("epoch,accuracy,loss,val_accuracy,val_loss\n1,.5,1,.5,1\n3,.5,1,.5,1\n", "one at a time"),
+    ],
+)
+def test_a_damaged_history_is_one_line(tmp_path, content, message):
+    path = tmp_path / "phase1_history.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(PipelineError, match=message):
+        read_history(path)
+
+
 def test_read_history_checks_columns(tmp_path):
     good = tmp_path / "h.csv"
     frame(1, 3).to_csv(good, index=False)
@@ -68,7 +86,13 @@ def test_summaries_give_each_epoch_its_rate_and_each_phase_its_kept_epoch(tmp_pa
     [
         ("{", "is not valid JSON"),
         (json.dumps({k: v for k, v in SUMMARY.items() if k != "kept_epoch"}), "lacks kept_epoch"),
-        ("[]", "lacks phase"),
+        ("[]", "is not a JSON object"),
+        ("[" * 100_000, "is not valid JSON"),
+        (json.dumps(SUMMARY | {"lr": [1, 2]}), "lr: input should be a valid dictionary"),
+        (json.dumps(SUMMARY | {"lr": {"16": "fast"}}), r"lr\.16: input should be a valid number"),
+        (json.dumps(SUMMARY | {"kept_epoch": "two"}), "kept_epoch: input should be a valid int"),
+        (json.dumps(SUMMARY | {"kept_epoch": 99}), "kept_epoch lies outside the phase's epochs"),
+        (json.dumps(SUMMARY | {"groups": [1, 2]}), "groups.0: input should be a valid dictionary"),
     ],
 )
 def test_a_damaged_summary_is_one_line(tmp_path, content, message):

@@ -71,8 +71,19 @@ def test_metrics_are_read_back_and_checked(tmp_path):
     path.write_text(json.dumps({k: v for k, v in metrics.items() if k != "finetuned_loss"}))
     with pytest.raises(PipelineError, match="lacks finetuned_loss; run `dvc repro --force"):
         read_metrics(path)
-    path.write_text(json.dumps(metrics | {"accuracy_delta": "high"}))
-    with pytest.raises(PipelineError, match="holds a headline that is no number"):
+    for damage, message in (
+        ({"accuracy_delta": "high"}, "accuracy_delta: input should be a valid number"),
+        ({"baseline_accuracy": 10**400}, "baseline_accuracy: input should be a valid number"),
+        ({"baseline_accuracy": float("nan")}, "baseline_accuracy: input should be a finite"),
+        ({"baseline_accuracy_tta": 0.5}, "has some of baseline_accuracy_tta"),
+        ({"finetuned_accuracy_tta": "x"}, "finetuned_accuracy_tta: input should be a valid"),
+        ({"test_images": "lots"}, "test_images: input should be a valid integer"),
+    ):
+        path.write_text(json.dumps(metrics | damage))
+        with pytest.raises(PipelineError, match=message):
+            read_metrics(path)
+    path.write_text('{"baseline_accuracy": ' + "9" * 5000 + "}")
+    with pytest.raises(PipelineError, match="is not valid JSON"):
         read_metrics(path)
     path.write_text("{")
     with pytest.raises(PipelineError, match="is not valid JSON"):
@@ -84,6 +95,15 @@ def test_per_class_accuracies_are_read_back_and_checked(tmp_path):
     per_class = per_class_metrics(BASELINE, FINETUNED, LABELS, NAMES)
     path.write_text(json.dumps(per_class))
     assert read_per_class(path) == per_class
-    path.write_text(json.dumps({"baseline": {}}))
-    with pytest.raises(PipelineError, match="lacks the baseline and fine-tuned accuracies"):
-        read_per_class(path)
+    for damage, message in (
+        ({"baseline": {}}, "lacks finetuned"),
+        (per_class | {"baseline": {"c0": "x"}}, r"baseline\.c0: input should be a valid number"),
+        (per_class | {"finetuned": {}}, "baseline and finetuned name different classes"),
+        (
+            {side: {"d\udcffg": 0.5} for side in ("baseline", "finetuned")},
+            "is not printable UTF-8 text",
+        ),
+    ):
+        path.write_text(json.dumps(damage))
+        with pytest.raises(PipelineError, match=message):
+            read_per_class(path)

@@ -91,6 +91,10 @@ def test_exponent_without_a_dot_is_a_float_as_dvc_writes_it(tmp_path):
         ("mlflow.experiment", "x" * 501, "mlflow.experiment: string should have at most 500"),
         ("train.worker_timeout_s", 0, "train.worker_timeout_s: input should be greater than or"),
         ("phase2.lr", "1" * 5000, "phase2.lr: input should be a valid number, got '1111"),
+        ("train.mixed_precision", "yes", "train.mixed_precision: input should be 'auto', true or"),
+        ("data.folder", "a\0b", "data.folder: string should match pattern"),
+        ("data.archive", "a" * 5000, "data.archive: string should have at most 4096 characters"),
+        ("model.weights", "a" * 300, "model.weights: expected imagenet, none or the path"),
     ],
 )
 def test_bad_values_name_the_key_what_it_got_and_what_is_allowed(tmp_path, key, value, expected):
@@ -122,6 +126,22 @@ def test_missing_key(tmp_path):
 def test_malformed_yaml_names_the_line(tmp_path):
     message = error_for(tmp_path, "seed: 42\ndata: [unclosed\n")
     assert "malformed YAML" in message and "line" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("seed: 42\n".encode("utf-16"), "byte 0 is not UTF-8 text; save the file as UTF-8"),
+        (b"seed: " + b"9" * 5000 + b"\n", "a value YAML cannot read"),
+        (b"seed: " + b"[" * 10_000 + b"\n", "a value YAML cannot read"),
+    ],
+)
+def test_a_file_yaml_cannot_read_is_one_line(tmp_path, content, expected):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content)
+    with pytest.raises(PipelineError, match=None) as caught:
+        load_params(path)
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_not_a_mapping(tmp_path):

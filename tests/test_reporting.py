@@ -36,10 +36,10 @@ def summary(first, last, kept, stopped=False, groups=()):
 SUMMARIES = {1: summary(1, 15, 15), 2: summary(16, 25, 25)}
 
 
-def report(params, metrics=METRICS, summaries=SUMMARIES):
+def report(params, metrics=METRICS, summaries=SUMMARIES, per_class=PER_CLASS):
     return render_report(
         metrics,
-        PER_CLASS,
+        per_class,
         combined_history(frame(1, 15), frame(16, 10)),
         summaries,
         params,
@@ -62,6 +62,12 @@ def test_report_has_the_numbers_the_figure_and_the_per_class_table():
     assert "- Augmentation (both phases): none." in text
     assert "- Test-time augmentation: off." in text
     assert "TTA" not in text.split("## What ran")[0]
+
+
+def test_a_class_name_with_a_bar_keeps_the_table_whole():
+    per_class = {side: {"a|b": 0.5} for side in ("baseline", "finetuned")}
+    text = report(load_params(ROOT / "params.yaml"), per_class=per_class)
+    assert "| a\\|b | 50.00% | 50.00% | +0.00 points |" in text
 
 
 def test_report_names_every_technique_that_ran(tmp_path):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -107,3 +109,21 @@ def test_every_stopped_run_is_killed_and_the_next_attempt_resumes_it(attempts):
         assert roles[("stage", "phase1_extract")] == "KILLED" and comparison == ["KILLED"]
         assert set(roles.values()) <= {"KILLED", "FINISHED"}  # prepare, in the first
     assert {r.info.status for r in executions[3]} == {"FINISHED"}
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_stage_stopped_while_it_starts_says_so_in_one_line(tmp_path, stop):
+    stage = subprocess.Popen(
+        [sys.executable, "-m", "src.stages.phase1_extract", "--help"],
+        cwd=Path.cwd(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(0.5)  # importing TensorFlow takes seconds
+    stage.send_signal(stop)
+    output = stage.communicate(timeout=60)[0]
+    assert stage.returncode == 130, output
+    assert output.strip() == (
+        f"error: phase1_extract: stopped by {stop.name} while starting; run it again"
+    )

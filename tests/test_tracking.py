@@ -79,6 +79,35 @@ def test_failing_stage_marks_its_runs_failed(workdir, params):
     assert set(statuses.values()) == {"FAILED"}
 
 
+def test_a_stage_run_that_cannot_be_created_closes_the_comparison_run(workdir, params, monkeypatch):
+    create_run = MlflowClient.create_run
+
+    def refuse_stage_runs(self, experiment_id, *args, **kwargs):
+        if kwargs.get("run_name") == "evaluate":
+            raise MlflowException("the store refused the run")
+        return create_run(self, experiment_id, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "create_run", refuse_stage_runs)
+    with (
+        pytest.raises(PipelineError, match="the store refused the run"),
+        track_stage("evaluate", params, ()),
+    ):
+        pass
+    statuses = [run.info.status for run in runs(MlflowClient(tracking_uri()), params)]
+    assert statuses == ["FAILED"]
+
+
+def test_a_tracking_call_that_fails_in_any_way_is_a_warning(workdir, params, caplog):
+    with track_stage("evaluate", params, ()) as tracker:
+        tracker._call(lambda: __import__("boto3_that_is_not_installed"))
+        tracker.log_results({"after": 1.0})
+    assert "MLflow: a call failed (No module named" in caplog.text.replace("<lambda>", "a call")
+    (run,) = [
+        r for r in runs(MlflowClient(tracking_uri()), params) if r.info.run_name == "evaluate"
+    ]
+    assert run.data.metrics["after"] == 1.0 and run.info.status == "FINISHED"
+
+
 def test_a_disabled_tracker_takes_every_call_and_logs_nothing(workdir, params, tmp_path):
     """A multi-worker cluster's other workers run the same stage code as its chief."""
     (tmp_path / "note.txt").write_text("x")
@@ -175,6 +204,9 @@ def test_unreachable_server_is_a_pipeline_error_and_local_stores_are_not_probed(
     with pytest.raises(PipelineError, match=r"is not reachable .*unset MLFLOW_TRACKING_URI"):
         tracking.check_server(f"http://127.0.0.1:{port}")
     tracking.check_server("sqlite:///nowhere/mlflow.db")
+    for malformed in ("http://localhost:50O0", "http://[::1", "http://localhost:5000 /"):
+        with pytest.raises(PipelineError, match=r"is not reachable"):
+            tracking.check_server(malformed)
 
 
 def test_models_are_logged_models_of_the_comparison_run_with_their_accuracy(workdir, params):

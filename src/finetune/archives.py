@@ -10,9 +10,11 @@ with one line. TensorFlow is not imported here: the prepare stage stays quick to
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import logging
 import pickle
+import ssl
 import tarfile
 import time
 import urllib.error
@@ -109,6 +111,11 @@ def ensure_archive(path: Path, url: str, sha256: str, official: Archive) -> None
         raise PipelineError(
             f"data.archive: {path} is a directory; point it at the {official.name} .tar.gz file"
         )
+    if path.exists() and not path.is_file():  # a device or a pipe would be read forever
+        raise PipelineError(
+            f"data.archive: {path} is not a regular file; point it at the {official.name} "
+            ".tar.gz file"
+        )
     if not path.exists():
         download(url, path, sha256, official)
     verify_sha256(path, sha256)
@@ -117,11 +124,18 @@ def ensure_archive(path: Path, url: str, sha256: str, official: Archive) -> None
 def download(url: str, path: Path, sha256: str, official: Archive) -> None:
     """Fetch ``url`` into ``path``: never more than the official size (with a margin for a
     mirror's own archive of the same data), never stalled forever, nothing left on failure."""
-    if urllib.parse.urlparse(url).scheme not in ("http", "https", "file"):
+    try:
+        parsed = urllib.parse.urlparse(url)
+    except ValueError:  # an unclosed [IPv6] host
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https", "file"):
         raise PipelineError(
-            f"data.url: {url!r} is not an http(s) or file URL; give the full address, "
+            f"data.url: {url[:200]!r} is not an http(s) or file URL; give the full address, "
             f"e.g. {official.url}"
         )
+    local = Path(urllib.request.url2pathname(parsed.path))
+    if parsed.scheme == "file" and local.exists() and not local.is_file():
+        raise PipelineError(f"data.url: {url[:200]} is not a regular file; point it at the archive")
     limit = official.size + official.size // 10
     log.info("downloading %s -> %s", url, path)
     try:
@@ -132,8 +146,15 @@ def download(url: str, path: Path, sha256: str, official: Archive) -> None:
             with atomic_path(path) as partial:
                 _copy_with_progress(response, partial, announced or official.size, limit, url)
                 _check_download(partial, sha256, url)
-    except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError) as error:
-        reason = getattr(error, "reason", error)
+    except (
+        urllib.error.URLError,
+        http.client.HTTPException,  # a bad port, a cut chunked stream, a server that is no HTTP
+        TimeoutError,
+        ConnectionError,
+        ssl.SSLError,
+        ValueError,
+    ) as error:
+        reason = str(getattr(error, "reason", error))[:200] or type(error).__name__
         raise PipelineError(
             f"cannot download {url} ({reason}); without network, put the {official.name} python "
             f"archive at {path} (sha256 {sha256}) and run again"
@@ -203,21 +224,31 @@ def verify_sha256(path: Path, expected: str) -> None:
 # --- read -----------------------------------------------------------------------------------
 
 
+def _latin1(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles of bytes use it, and nothing more: another
+    codec ('hex', nested) would let a few bytes of pickle grow into gigabytes."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refusing to encode with {str(encoding)[:20]!r}")
+    return text.encode("latin1")
+
+
 class _ArrayUnpickler(pickle.Unpickler):
     """Allows only what the official batches contain: dicts, lists, bytes and NumPy arrays.
 
-    ``_codecs.encode`` is how Python 3 writes bytes in the archive's protocol-2 pickles.
+    ``_codecs.encode`` is how Python 3 writes bytes in the archive's protocol-2 pickles;
+    only its latin-1 form is allowed.
     """
 
     ALLOWED: ClassVar[set[tuple[str, str]]] = {
-        ("_codecs", "encode"),
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
     }
 
-    def find_class(self, module: str, name: str) -> type:
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
         return super().find_class(module, name)
@@ -245,7 +276,7 @@ def read_archive(path: Path, official: Archive) -> Dataset:
             f"(no {official.names_key.decode()} list of {official.classes}); use the official "
             f"{official.filename}"
         )
-    class_names = tuple(_text(name) for name in names)
+    class_names = _class_names(path, names, official)
     return Dataset(
         train=Split(train.images, train.labels, official.classes),
         test=test,
@@ -294,7 +325,15 @@ def _read_batch(tar: tarfile.TarFile, member: tarfile.TarInfo, official: Archive
     if b"data" not in batch or official.label_key not in batch:
         wanted = f"data and {official.label_key.decode()}"
         raise PipelineError(f"{name} in the archive lacks {wanted}; use the official archive")
-    data, labels = _pixels(name, batch[b"data"]), _labels(name, batch[official.label_key], official)
+    try:
+        data = _pixels(name, batch[b"data"])
+        labels = _labels(name, batch[official.label_key], official)
+    except (ValueError, TypeError, OverflowError) as error:  # ragged, 0-d, beyond int64
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:100]
+        raise PipelineError(
+            f"{name}: data or labels are not arrays of the official kind ({reason}); use the "
+            f"official {official.filename}"
+        ) from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
         raise PipelineError(
             f"{name}: expected data of shape (N, 3072) and N labels, got {data.shape} "
@@ -333,5 +372,16 @@ def _concat(splits: list[Split]) -> Split:
     )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _class_names(path: Path, names: list, official: Archive) -> tuple[str, ...]:
+    """The archive's class names: distinct, non-empty, printable text of sensible length."""
+    try:
+        texts = tuple(n.decode() if isinstance(n, bytes) else n for n in names)
+    except UnicodeDecodeError:
+        texts = ()
+    valid = all(isinstance(t, str) and 0 < len(t) <= 100 and t.isprintable() for t in texts)
+    if not texts or not valid or len(set(texts)) != len(texts):
+        raise PipelineError(
+            f"{path}: the {official.names_key.decode()} of {official.meta_member} are not "
+            f"{official.classes} distinct, printable names; use the official {official.filename}"
+        )
+    return texts

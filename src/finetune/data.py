@@ -237,4 +237,14 @@ def load_split(data_dir: Path, name: str) -> Split:
             f"{images}: {pixels.shape} images for {len(classes)} labels, expected "
             f"{info.image_shape} each; run `dvc repro --force prepare`"
         )
+    if pixels.dtype != np.uint8 or classes.ndim != 1 or classes.dtype.kind not in "iu":
+        raise PipelineError(
+            f"{images.parent}: the {name} split holds {pixels.dtype} pixels and "
+            f"{classes.dtype} labels of shape {classes.shape}, not uint8 pixels and one class "
+            "index per image; run `dvc repro --force prepare`"
+        )
+    if classes.size and (classes.min() < 0 or classes.max() >= info.classes):
+        raise PipelineError(
+            f"{labels}: labels outside 0..{info.classes - 1}; run `dvc repro --force prepare`"
+        )
     return Split(pixels, classes, info.classes)

@@ -1,7 +1,8 @@
 """How a stage ends: one clear line and a non-zero exit instead of a traceback.
 
 - A ``PipelineError`` is a problem the user can fix; its message says how.
-- A full disk, a read-only output or a missing permission is named by its path.
+- A full disk, a read-only output or a missing permission is named by its path, and so is
+  any other path the operating system refuses (too long, a directory where a file belongs).
 - SIGTERM (``docker stop``, Slurm, Kubernetes) and SIGINT (Ctrl-C) end the stage as a kill
   would, but cleanly: the per-epoch backup is kept for the next run to resume from, the MLflow
   runs are marked KILLED and no half-written output is left.
@@ -63,21 +64,49 @@ def run_stage(name: str, main: Callable[[], None], resumable: bool = False) -> N
         print(f"error: {name}: {why}; {then}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except OSError as error:
-        if error.errno not in DISK_ERRORS:
+        if error.errno in DISK_ERRORS:
+            where = error.filename or "an output"
+            problem = f"cannot write {where}: {DISK_ERRORS[error.errno]}"
+        elif error.filename is not None:  # a path that cannot be used: too long, a directory
+            problem = f"cannot use {error.filename!s:.200}: {error.strerror}; check the path"
+        else:
             raise
-        where = error.filename or "an output"
-        print(f"error: {name}: cannot write {where}: {DISK_ERRORS[error.errno]}", file=sys.stderr)
+        print(f"error: {name}: {problem}", file=sys.stderr)
         sys.exit(1)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def stop_on_signals() -> None:
-    """SIGTERM and SIGINT raise ``Interrupted`` in the main thread, so cleanup runs."""
+    """SIGTERM, SIGINT and SIGHUP (a closed terminal) raise ``Interrupted`` in the main
+    thread, so cleanup runs."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise Interrupted(f"stopped by {signal.Signals(signum).name}")
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, interrupt)
+
+
+def exit_on_signals_while_starting(stage: str) -> None:
+    """Until ``run_stage`` takes over, a stop signal ends the process at once, in one line.
+
+    Loading TensorFlow takes seconds; nothing is open or written yet, so there is nothing to
+    clean up, and Python's default (a KeyboardInterrupt traceback, or a silent death on
+    SIGTERM) would be the only thing the user saw.
+    """
+
+    stderr = os.dup(2)  # TensorFlow's import runs with file descriptor 2 captured
+
+    def leave(signum: int, frame: object) -> None:
+        why = signal.Signals(signum).name
+        message = f"error: {stage}: stopped by {why} while starting; run it again\n"
+        os.write(stderr, message.encode())
+        os._exit(EXIT_INTERRUPTED)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, leave)
 
 
 def watch_dvc_parent() -> None:

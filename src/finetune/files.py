@@ -1,4 +1,5 @@
-"""Writing outputs so that an interrupted stage never leaves a half-written file behind."""
+"""The files stages exchange: written so that an interrupted stage never leaves a
+half-written file behind, read back checked so that a damaged one is one clear line."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import ssl
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel, ValidationError
+
+from src.finetune.errors import PipelineError
 
 
 @contextlib.contextmanager
@@ -26,7 +32,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     suffixes = "".join(path.suffixes)
     partial = path.with_name(f".{path.name.removesuffix(suffixes)}.partial{suffixes}")
     try:
-        with naming_the_output(path):
+        with naming_the_output(path, partial):
             yield partial
             os.replace(partial, path)
     finally:
@@ -43,7 +49,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        with naming_the_output(path):
+        with naming_the_output(path, partial):
             yield partial
             if path.exists():
                 shutil.rmtree(path)
@@ -53,13 +59,15 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def naming_the_output(path: Path) -> Iterator[None]:
-    """Give an OS error without a file name (a ``write`` on a full disk) the output's path,
-    so that the stage's one-line error can say which output could not be written."""
+def naming_the_output(path: Path, partial: Path) -> Iterator[None]:
+    """Give an OS error about no file (a ``write`` on a full disk) or about the temporary
+    sibling the output's own path, so that the stage's one-line error names the output."""
     try:
         yield
+    except (ConnectionError, TimeoutError, socket.gaierror, ssl.SSLError):
+        raise  # the network failed while a download was written: not about the output
     except OSError as error:
-        if error.filename is None:
+        if error.filename is None or str(error.filename) == str(partial):
             error.filename = str(path)
         raise
 
@@ -67,6 +75,31 @@ def naming_the_output(path: Path) -> Iterator[None]:
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
     with atomic_path(path) as partial:
         partial.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def read_json(path: str | Path, schema: type[BaseModel], fix: str) -> dict[str, Any]:
+    """A JSON file another stage wrote, checked against ``schema``; anything else, from a
+    missing file to a value of the wrong type, is one line naming the file and ``fix``."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; {fix}")
+    try:
+        content = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as error:  # JSON, UTF-8, a number of 5,000 digits
+        reason = str(error).splitlines()[0][:100] if str(error) else type(error).__name__
+        raise PipelineError(f"{path} is not valid JSON ({reason}); {fix}") from None
+    if not isinstance(content, dict):
+        raise PipelineError(f"{path} is not a JSON object; {fix}")
+    try:
+        return schema.model_validate(content).model_dump(exclude_unset=True)
+    except ValidationError as error:
+        detail = error.errors()[0]
+        where = ".".join(str(part) for part in detail["loc"])
+        if detail["type"] == "missing":
+            raise PipelineError(f"{path} lacks {where}; {fix}") from None
+        problem = detail["msg"].removeprefix("Value error, ")
+        problem = problem[:1].lower() + problem[1:]
+        raise PipelineError(f"{path}: {where or 'its content'}: {problem}; {fix}") from None
 
 
 def write_csv(path: str | Path, frame: pd.DataFrame) -> None:

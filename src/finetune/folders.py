@@ -62,6 +62,12 @@ def _class_names(directory: Path) -> tuple[str, ...]:
     names = tuple(
         sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
     )
+    for name in names:
+        if not name.isprintable() or not _utf8(name):
+            raise PipelineError(
+                f"{directory}: the class folder name {name!r} is not printable UTF-8 text; "
+                "rename it (the name is the class's label everywhere)"
+            )
     if len(names) < 2:
         found = f"only {names[0]!r}" if names else "none"
         raise PipelineError(
@@ -78,9 +84,14 @@ def _class_files(
     inside = root.resolve()
     for label, name in enumerate(names):
         class_dir = directory / name
+        if not _inside(class_dir, inside):
+            raise PipelineError(
+                f"{class_dir} is a link pointing outside {root}; copy or move the class's "
+                "images into the folder, so that the folder (a DVC dependency) holds them"
+            )
         found = 0
-        for path in sorted(class_dir.rglob("*")) if class_dir.is_dir() else []:
-            if not path.resolve().is_relative_to(inside):  # a link, or inside a linked folder
+        for path in sorted(class_dir.rglob("*")):
+            if not _inside(path, inside):  # a link, inside a linked folder, or in a loop
                 scan.outside.append(path)
             elif path.is_file() and is_image_name(path):
                 files.append((path, label))
@@ -93,6 +104,23 @@ def _class_files(
                 "remove the folder to drop the class"
             )
     return files
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, its links followed, lies under ``root`` (False for a link loop)."""
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, on Python 3.11 and 3.12
+        return False
+
+
+def _utf8(text: str) -> bool:
+    """False for a name the file system gave as bytes that are not UTF-8 (surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass
@@ -138,7 +166,8 @@ def report(scan: FolderScan, skipped: list[tuple[Path, str]], root: Path) -> lis
         lines.append(f"skipped {len(skipped)} file(s) that are not readable images: {reasons}")
     if scan.outside:
         lines.append(
-            f"skipped {len(scan.outside)} link(s) pointing outside {root}: {names(scan.outside)}"
+            f"skipped {len(scan.outside)} link(s) pointing outside {root} or in a loop: "
+            f"{names(scan.outside)}"
         )
     if scan.ignored:
         lines.append(

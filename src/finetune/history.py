@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from src.finetune.errors import PipelineError
+from src.finetune.files import read_json
 
 HISTORY_COLUMNS = ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
 
@@ -23,16 +24,30 @@ def history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
 
 
 def read_history(path: Path) -> pd.DataFrame:
+    """A history file as a training stage wrote it: the columns, at least one row, numbers,
+    and epochs counting up one at a time; or one line saying what is wrong with it."""
     path = Path(path)
+    fix = "rerun the stage that writes it (`dvc repro --force <stage>`)"
     if not path.is_file():
         raise PipelineError(f"{path} not found; run the stage that writes it (`dvc repro`)")
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:100]
+        raise PipelineError(f"{path} is not a readable CSV file ({reason}); {fix}") from None
     if list(frame.columns) != HISTORY_COLUMNS or frame.empty:
         raise PipelineError(
-            f"{path}: expected columns {', '.join(HISTORY_COLUMNS)} and at least one row; "
-            "rerun the stage that writes it"
+            f"{path}: expected columns {', '.join(HISTORY_COLUMNS)} and at least one row; {fix}"
         )
-    return frame
+    numbers = frame.apply(pd.to_numeric, errors="coerce")
+    if numbers["epoch"].isna().any() or numbers.drop(columns="epoch").isna().any().any():
+        missing = frame.columns[(numbers.isna() & frame.notna()).any()].tolist()
+        what = f"a value that is no number in {', '.join(missing)}" if missing else "an empty cell"
+        raise PipelineError(f"{path} holds {what}; {fix}")
+    epochs = numbers["epoch"]
+    if (epochs % 1 != 0).any() or (epochs.diff().dropna() != 1).any():
+        raise PipelineError(f"{path}: its epochs do not count up one at a time; {fix}")
+    return numbers.astype({"epoch": int})
 
 
 def combined_history(phase1: pd.DataFrame, phase2: pd.DataFrame) -> pd.DataFrame:
@@ -46,25 +61,41 @@ def combined_history(phase1: pd.DataFrame, phase2: pd.DataFrame) -> pd.DataFrame
     return pd.concat([phase1.assign(phase=1), phase2.assign(phase=2)], ignore_index=True)
 
 
-SUMMARY_KEYS = ("phase", "first_epoch", "last_epoch", "kept_epoch", "stopped_early", "lr")
+Epoch = Annotated[int, Field(ge=1)]
+Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class GroupSummary(BaseModel):
+    name: str
+    lr: Rate
+    first_epoch: Epoch | None
+
+
+class Summary(BaseModel):
+    """A phase summary as a training stage writes it (``History.summary``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    phase: Literal["phase1", "phase2"]
+    first_epoch: Epoch
+    last_epoch: Epoch
+    kept_epoch: Epoch
+    stopped_early: bool
+    inputs: str = ""
+    groups: list[GroupSummary] = []
+    lr: dict[Epoch, Rate | None]
+
+    @model_validator(mode="after")
+    def _epochs_agree(self) -> Summary:
+        if not self.first_epoch <= self.kept_epoch <= self.last_epoch:
+            raise ValueError("kept_epoch lies outside the phase's epochs")
+        return self
 
 
 def read_summary(path: Path) -> dict[str, Any]:
     """A phase's summary (kept epoch, learning rates, inputs), as its training stage wrote it."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run the stage that writes it (`dvc repro`)")
-    try:
-        summary = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PipelineError(
-            f"{path} is not valid JSON ({error}); rerun the stage that writes it"
-        ) from None
-    missing = [key for key in SUMMARY_KEYS if not isinstance(summary, dict) or key not in summary]
-    if missing:
-        raise PipelineError(
-            f"{path} lacks {', '.join(missing)}; rerun the stage that writes it (`dvc repro`)"
-        )
+    summary = read_json(path, Summary, "rerun the stage that writes it (`dvc repro --force`)")
+    summary["lr"] = {str(epoch): rate for epoch, rate in summary["lr"].items()}
     return summary
 
 

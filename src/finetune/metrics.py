@@ -5,16 +5,15 @@ TensorFlow-free: the report stage and the relog tool read metrics without loadin
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from src.finetune.errors import PipelineError
+from src.finetune.files import read_json
 
 # The comparison, in metrics.json, the evaluate run and the execution's comparison run; with
 # test-time augmentation each also comes with ``_tta``.
@@ -99,48 +98,65 @@ def confusion_rows(
     return pd.DataFrame({"actual": names[labels], "predicted": names[predictions]})
 
 
+Accuracy = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Delta = Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)]
+Loss = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class Metrics(BaseModel):
+    """metrics.json as ``evaluate`` writes it (``comparison_metrics``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    baseline_accuracy: Accuracy
+    finetuned_accuracy: Accuracy
+    accuracy_delta: Delta
+    baseline_loss: Loss
+    finetuned_loss: Loss
+    baseline_accuracy_tta: Accuracy | None = None
+    finetuned_accuracy_tta: Accuracy | None = None
+    accuracy_delta_tta: Delta | None = None
+    test_images: Annotated[int, Field(ge=1)]
+
+    @model_validator(mode="after")
+    def _tta_whole(self) -> Metrics:
+        given = [getattr(self, key) is not None for key in TTA_HEADLINE]
+        if any(given) and not all(given):
+            raise ValueError(f"it has some of {', '.join(TTA_HEADLINE)} but not all")
+        return self
+
+
+class PerClass(BaseModel):
+    """per_class.json as ``evaluate`` writes it (``per_class_metrics``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    baseline: dict[str, Accuracy | None]
+    finetuned: dict[str, Accuracy | None]
+
+    @model_validator(mode="after")
+    def _same_classes(self) -> PerClass:
+        if list(self.baseline) != list(self.finetuned):
+            raise ValueError("baseline and finetuned name different classes")
+        for name in self.baseline:
+            if not name.isprintable() or not _utf8(name):
+                raise ValueError(f"class name {name!r} is not printable UTF-8 text")
+        return self
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_per_class(path: Path) -> dict[str, dict[str, float | None]]:
     """per_class.json as ``evaluate`` writes it, or one line saying what is wrong with it."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run `dvc repro evaluate` first")
-    try:
-        per_class = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PipelineError(
-            f"{path} is not valid JSON ({error}); run `dvc repro evaluate`"
-        ) from None
-    if not isinstance(per_class, dict) or not all(
-        isinstance(per_class.get(key), dict) for key in ("baseline", "finetuned")
-    ):
-        raise PipelineError(
-            f"{path} lacks the baseline and fine-tuned accuracies; run `dvc repro --force evaluate`"
-        )
-    return per_class
+    return read_json(path, PerClass, "run `dvc repro --force evaluate` to rewrite it")
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
     """metrics.json as ``evaluate`` writes it, or one line saying what is wrong with it."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"{path} not found; run `dvc repro evaluate` first")
-    try:
-        metrics = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PipelineError(
-            f"{path} is not valid JSON ({error}); run `dvc repro evaluate`"
-        ) from None
-    missing = [
-        key
-        for key in (*HEADLINE, "test_images")
-        if not isinstance(metrics, dict) or key not in metrics
-    ]
-    numbers = [metrics.get(key) for key in HEADLINE] if not missing else []
-    if missing or not all(_is_number(value) for value in numbers):
-        problem = f"lacks {', '.join(missing)}" if missing else "holds a headline that is no number"
-        raise PipelineError(f"{path} {problem}; run `dvc repro --force evaluate` to rewrite it")
-    return metrics
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return read_json(path, Metrics, "run `dvc repro --force evaluate` to rewrite it")

@@ -46,12 +46,16 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+# A path or URL as text: not empty, no NUL byte (which no file system takes), not absurdly long.
+PathText = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
+
+
 class DataParams(Section):
     source: Literal["cifar10", "cifar100", "folder"]
-    url: str | None = Field(min_length=1)
-    archive: str | None = Field(min_length=1)
+    url: PathText | None
+    archive: PathText | None
     sha256: str | None = Field(pattern=r"^[0-9a-f]{64}$")
-    folder: str = Field(min_length=1)
+    folder: PathText
     val_split: float = Field(gt=0, lt=1)
     test_split: float = Field(gt=0, lt=1)
     train_limit: Limit | None = None
@@ -61,7 +65,7 @@ class DataParams(Section):
 
 class ModelParams(Section):
     backbone: str
-    weights: str = Field(min_length=1)
+    weights: PathText
     dropout: float = Field(ge=0, lt=1)
 
     @field_validator("backbone")
@@ -74,16 +78,23 @@ class ModelParams(Section):
     @field_validator("weights")
     @classmethod
     def _known_weights(cls, value: str) -> str:
-        if value in ("imagenet", "none") or Path(value).is_file():
+        if value in ("imagenet", "none") or _is_file(value):
             return value
         raise ValueError(
-            f"expected imagenet, none or the path of an existing weights file, got {value!r}"
+            f"expected imagenet, none or the path of an existing weights file, got {_quote(value)}"
         )
 
     @property
     def keras_weights(self) -> str | None:
         """The value keras.applications expects: None for random initialisation."""
         return None if self.weights == "none" else self.weights
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except OSError:  # a name too long for the file system
+        return False
 
 
 class AugmentParams(Section):
@@ -146,7 +157,7 @@ class EvaluateParams(Section):
     tta: int = Field(ge=0, le=MAX_TTA_VIEWS)
 
 
-Switch = bool | Literal["auto"]
+Switch = Literal["auto", True, False]
 
 
 class TrainParams(Section):
@@ -238,12 +249,19 @@ def read_yaml(path: Path) -> dict[str, Any]:
     # YAML 1.2, like DVC itself: `dvc exp run -S phase2.lr=1e-4` writes 1e-4, which
     # YAML 1.1 loaders would read as a string.
     try:
-        raw = YAML(typ="safe", pure=True).load(path.read_text())
+        raw = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
     except YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" (line {where.line + 1})" if where else ""
         problem = getattr(error, "problem", None) or "not valid YAML"
         raise PipelineError(f"{path}: malformed YAML{line}: {problem}; fix the syntax") from None
+    except UnicodeDecodeError as error:
+        raise PipelineError(
+            f"{path}: byte {error.start} is not UTF-8 text; save the file as UTF-8"
+        ) from None
+    except (ValueError, RecursionError) as error:  # a 5,000-digit number, lists nested deep
+        reason = str(error).splitlines()[0][:80] if str(error) else type(error).__name__
+        raise PipelineError(f"{path}: a value YAML cannot read ({reason}); fix it") from None
     if not isinstance(raw, dict):
         raise PipelineError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return raw

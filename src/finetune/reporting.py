@@ -178,5 +178,6 @@ def render_report(
     for name, base in per_class["baseline"].items():
         tuned = per_class["finetuned"][name]
         change = "n/a" if base is None or tuned is None else _points(tuned - base)
-        lines.append(f"| {name} | {_pct(base)} | {_pct(tuned)} | {change} |")
+        cell = name.replace("|", "\\|")  # a class folder may be named "a|b"
+        lines.append(f"| {cell} | {_pct(base)} | {_pct(tuned)} | {change} |")
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ outputs from its cache and the producing stage did not run in this execution.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import os
 import socket
@@ -75,6 +76,9 @@ TRACKING_ERRORS = (
 )
 STORE_LOCK_TIMEOUT_S = 20
 log = logging.getLogger(__name__)
+# MLflow's SQL store logs each failed query with its traceback before it raises; the stage
+# says what went wrong in one line of its own (or one warning, during a run).
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def repository_root() -> Path:
@@ -96,10 +100,10 @@ def check_server(uri: str) -> None:
             pass
     except urllib.error.HTTPError:
         pass  # it answered (perhaps an auth proxy asking for credentials): it is up
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
+        reason = str(getattr(error, "reason", error))[:200] or type(error).__name__
         raise PipelineError(
-            f"MLflow tracking server {uri} is not reachable ({reason}); start it, or unset "
+            f"MLflow tracking server {uri[:200]} is not reachable ({reason}); start it, or unset "
             "MLFLOW_TRACKING_URI to log to mlflow.db in the repository"
         ) from None
 
@@ -168,9 +172,12 @@ def is_alive(identity: str) -> bool:
 def git_commit() -> str | None:
     if rev := os.environ.get("DVC_EXP_BASELINE_REV"):
         return rev
-    result = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    )
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        )
+    except OSError:  # no git: DVC works without it
+        return None
     return result.stdout.strip() or None
 
 
@@ -318,8 +325,8 @@ class StageTracker:
             return
         try:
             with_lock_retries(action, *args, **kwargs)
-        except TRACKING_ERRORS as error:
-            if not _unreachable(error):
+        except Exception as error:  # logging must never stop the training
+            if not isinstance(error, TRACKING_ERRORS) or not _unreachable(error):
                 log.warning(
                     "MLflow: %s failed (%s); the stage goes on",
                     getattr(action, "__name__", "a call").strip("_").replace("_", " "),
@@ -335,7 +342,8 @@ class StageTracker:
 
 
 def _first_line(error: BaseException) -> str:
-    return (str(error).splitlines() or [type(error).__name__])[0][:200]
+    line = (str(error).splitlines() or [type(error).__name__])[0]
+    return line if len(line) <= 200 else line[:199] + "…"
 
 
 def _unreachable(error: BaseException) -> bool:
@@ -543,26 +551,33 @@ def _open_runs(
         close_orphaned_runs(client, experiment_id)
         tags = context_tags()
         comparison_id = comparison_run(client, experiment_id, params, tags)
-    run = client.create_run(
-        experiment_id,
-        run_name=stage,
-        tags={
-            **tags,
-            TAG_ROLE: "stage",
-            TAG_STAGE: stage,
-            TAG_COMPARISON: comparison_id,
-            TAG_PROCESS: process_id(psutil.Process()),
-            MLFLOW_PARENT_RUN_ID: comparison_id,
-        },
-    )
+    try:
+        run = client.create_run(
+            experiment_id,
+            run_name=stage,
+            tags={
+                **tags,
+                TAG_ROLE: "stage",
+                TAG_STAGE: stage,
+                TAG_COMPARISON: comparison_id,
+                TAG_PROCESS: process_id(psutil.Process()),
+                MLFLOW_PARENT_RUN_ID: comparison_id,
+            },
+        )
+    except BaseException as error:  # the execution ends here: its comparison run with it
+        status = RunStatus.KILLED if isinstance(error, KeyboardInterrupt) else RunStatus.FAILED
+        with contextlib.suppress(*TRACKING_ERRORS):
+            client.set_terminated(comparison_id, RunStatus.to_string(status))
+        raise
     tracker = StageTracker(client, run.info.run_id, comparison_id)
     try:
         selected = params.select(logged_params)
         batch = [Param(k, _param_value(v)) for k, v in selected.items()]
         with_lock_retries(client.log_batch, run.info.run_id, params=batch)
         client.update_run(comparison_id, status=RunStatus.to_string(RunStatus.RUNNING))
-    except BaseException:
-        tracker.close(RunStatus.to_string(RunStatus.FAILED))
+    except BaseException as error:
+        status = RunStatus.KILLED if isinstance(error, KeyboardInterrupt) else RunStatus.FAILED
+        tracker.close(RunStatus.to_string(status))
         raise
     return tracker
 
@@ -587,7 +602,8 @@ def _store_problem(uri: str, error: BaseException) -> str:
     reason = _first_line(error)
     if uri.startswith("sqlite:///"):
         path = uri.removeprefix("sqlite:///")
-        if "locked" in reason:
+        if "database is locked" in str(error):
+            reason = "database is locked"
             return f"{path} is locked by another process ({reason}); wait for it, or stop it"
         return (
             f"{path} is not a usable MLflow store ({reason}); move it aside to start a new one "

@@ -9,7 +9,7 @@ from pathlib import Path
 from src.finetune.data import load_info, load_split
 from src.finetune.errors import run_stage
 from src.finetune.evaluation import score
-from src.finetune.files import write_csv, write_json
+from src.finetune.files import atomic_path, write_csv, write_json
 from src.finetune.metrics import (
     comparison_metrics,
     confusion_rows,
@@ -50,9 +50,17 @@ def main(argv: list[str] | None = None) -> None:
             (score(baseline_model, test, tta), score(finetuned_model, test, tta)) if tta else None
         )
         metrics = comparison_metrics(baseline, finetuned, test.labels, class_names, with_tta)
-        write_json(args.metrics, metrics)
-        write_json(args.per_class, per_class_metrics(baseline, finetuned, test.labels, class_names))
-        write_csv(args.confusion, confusion_rows(test.labels, finetuned.predictions, class_names))
+        per_class = per_class_metrics(baseline, finetuned, test.labels, class_names)
+        confusion = confusion_rows(test.labels, finetuned.predictions, class_names)
+        # The three outputs appear together or none does.
+        with (
+            atomic_path(args.metrics) as metrics_path,
+            atomic_path(args.per_class) as per_class_path,
+            atomic_path(args.confusion) as confusion_path,
+        ):
+            write_json(metrics_path, metrics)
+            write_json(per_class_path, per_class)
+            write_csv(confusion_path, confusion)
         log.info(
             "test accuracy: baseline %.4f, fine-tuned %.4f, delta %+.4f%s",
             metrics["baseline_accuracy"],

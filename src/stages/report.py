@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from src.finetune.errors import run_stage
-from src.finetune.files import write_text
+from src.finetune.files import atomic_path
 from src.finetune.history import (
     combined_history,
     kept_epochs,
@@ -47,7 +47,6 @@ def main(argv: list[str] | None = None) -> None:
     with track_stage(STAGE, params, PARAMS) as tracker:
         inputs = (args.phase1_history, args.phase2_history, args.phase1_summary)
         tracker.link_inputs(*inputs, args.phase2_summary, args.metrics, args.per_class)
-        plot_learning_curves(history, kept, title(params), args.figure)
         text = render_report(
             metrics,
             per_class,
@@ -58,7 +57,10 @@ def main(argv: list[str] | None = None) -> None:
             figure=args.figure,
             report=args.report,
         )
-        write_text(args.report, text)
+        # The figure and the report appear together or not at all.
+        with atomic_path(args.figure) as figure, atomic_path(args.report) as report:
+            plot_learning_curves(history, kept, title(params), figure)
+            report.write_text(text)
         # The comparison run gets the whole curve and the headline numbers even when DVC
         # reused phase 1 (or more) from its cache in this execution.
         tracker.fill_comparison(comparison_series(history, kept, metrics))
