@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from src.finetune.data import Split
-from src.finetune.errors import PipelineError
+from src.finetune.data import Split, is_class_name
+from src.finetune.errors import PipelineError, first_line
 from src.finetune.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def download(url: str, path: Path, sha256: str, official: Archive) -> None:
         ssl.SSLError,
         ValueError,
     ) as error:
-        reason = str(getattr(error, "reason", error))[:200] or type(error).__name__
+        reason = first_line(getattr(error, "reason", None) or error)
         raise PipelineError(
             f"cannot download {url} ({reason}); without network, put the {official.name} python "
             f"archive at {path} (sha256 {sha256}) and run again"
@@ -329,7 +329,7 @@ def _read_batch(tar: tarfile.TarFile, member: tarfile.TarInfo, official: Archive
         data = _pixels(name, batch[b"data"])
         labels = _labels(name, batch[official.label_key], official)
     except (ValueError, TypeError, OverflowError) as error:  # ragged, 0-d, beyond int64
-        reason = (str(error).splitlines() or [type(error).__name__])[0][:100]
+        reason = first_line(error, 100)
         raise PipelineError(
             f"{name}: data or labels are not arrays of the official kind ({reason}); use the "
             f"official {official.filename}"
@@ -378,8 +378,7 @@ def _class_names(path: Path, names: list, official: Archive) -> tuple[str, ...]:
         texts = tuple(n.decode() if isinstance(n, bytes) else n for n in names)
     except UnicodeDecodeError:
         texts = ()
-    valid = all(isinstance(t, str) and 0 < len(t) <= 100 and t.isprintable() for t in texts)
-    if not texts or not valid or len(set(texts)) != len(texts):
+    if not texts or not all(map(is_class_name, texts)) or len(set(texts)) != len(texts):
         raise PipelineError(
             f"{path}: the {official.names_key.decode()} of {official.meta_member} are not "
             f"{official.classes} distinct, printable names; use the official {official.filename}"

@@ -217,6 +217,19 @@ def load_info(data_dir: Path) -> DataInfo:
         ) from None
 
 
+def is_class_name(text: object) -> bool:
+    """Whether ``text`` can name a class everywhere it goes (logs, report, MLflow, JSON):
+    printable text of 1-100 characters that encodes as UTF-8 (a folder name in bytes that
+    are not UTF-8 arrives with surrogates, which do not)."""
+    if not isinstance(text, str) or not 0 < len(text) <= 100 or not text.isprintable():
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def load_split(data_dir: Path, name: str) -> Split:
     """A prepared split, its images memory-mapped (read from disk as batches need them)."""
     data_dir = Path(data_dir)

@@ -39,6 +39,12 @@ class PipelineError(Exception):
     """A problem the user can fix (a param, a file, the network); the message says how."""
 
 
+def first_line(error: BaseException | str, limit: int = 200) -> str:
+    """What an error says, for a one-line message: its first line (or its type), cut short."""
+    line = (str(error).splitlines() or [type(error).__name__])[0] or type(error).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 class Interrupted(KeyboardInterrupt):
     """The stage was asked to stop (SIGTERM, SIGINT, or its ``dvc`` process is gone)."""
 

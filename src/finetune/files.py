@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
-from src.finetune.errors import PipelineError
+from src.finetune.errors import PipelineError, first_line
 
 
 @contextlib.contextmanager
@@ -86,7 +86,7 @@ def read_json(path: str | Path, schema: type[BaseModel], fix: str) -> dict[str, 
     try:
         content = json.loads(path.read_bytes())
     except (ValueError, RecursionError) as error:  # JSON, UTF-8, a number of 5,000 digits
-        reason = str(error).splitlines()[0][:100] if str(error) else type(error).__name__
+        reason = first_line(error, 100)
         raise PipelineError(f"{path} is not valid JSON ({reason}); {fix}") from None
     if not isinstance(content, dict):
         raise PipelineError(f"{path} is not a JSON object; {fix}")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.finetune.data import Rows
+from src.finetune.data import Rows, is_class_name
 from src.finetune.errors import PipelineError
 from src.finetune.images import UnreadableImage, is_image_name, read_image
 
@@ -63,10 +63,10 @@ def _class_names(directory: Path) -> tuple[str, ...]:
         sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
     )
     for name in names:
-        if not name.isprintable() or not _utf8(name):
+        if not is_class_name(name):
             raise PipelineError(
-                f"{directory}: the class folder name {name!r} is not printable UTF-8 text; "
-                "rename it (the name is the class's label everywhere)"
+                f"{directory}: the class folder name {name!r} is not printable UTF-8 text of "
+                "at most 100 characters; rename it (the name is the class's label everywhere)"
             )
     if len(names) < 2:
         found = f"only {names[0]!r}" if names else "none"
@@ -112,15 +112,6 @@ def _inside(path: Path, root: Path) -> bool:
         return path.resolve().is_relative_to(root)
     except (OSError, RuntimeError):  # RuntimeError: a symlink loop, on Python 3.11 and 3.12
         return False
-
-
-def _utf8(text: str) -> bool:
-    """False for a name the file system gave as bytes that are not UTF-8 (surrogates)."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from src.finetune.errors import PipelineError
+from src.finetune.errors import PipelineError, first_line
 from src.finetune.files import read_json
 
 HISTORY_COLUMNS = ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
@@ -33,7 +33,7 @@ def read_history(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        reason = (str(error).splitlines() or [type(error).__name__])[0][:100]
+        reason = first_line(error, 100)
         raise PipelineError(f"{path} is not a readable CSV file ({reason}); {fix}") from None
     if list(frame.columns) != HISTORY_COLUMNS or frame.empty:
         raise PipelineError(

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from src.finetune.data import is_class_name
 from src.finetune.files import read_json
 
 # The comparison, in metrics.json, the evaluate run and the execution's comparison run; with
@@ -139,17 +140,9 @@ class PerClass(BaseModel):
         if list(self.baseline) != list(self.finetuned):
             raise ValueError("baseline and finetuned name different classes")
         for name in self.baseline:
-            if not name.isprintable() or not _utf8(name):
-                raise ValueError(f"class name {name!r} is not printable UTF-8 text")
+            if not is_class_name(name):
+                raise ValueError(f"class name {name[:100]!r} is not printable UTF-8 text")
         return self
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def read_per_class(path: Path) -> dict[str, dict[str, float | None]]:

@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from src.finetune.backbones import BACKBONES, Backbone
-from src.finetune.errors import PipelineError
+from src.finetune.errors import PipelineError, first_line
 
 # Bounds are what the stages can run: seeds are 32-bit for NumPy and TensorFlow; epochs,
 # batches and sizes stop where a run would only fail later, or never end. A learning rate
@@ -260,7 +260,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
             f"{path}: byte {error.start} is not UTF-8 text; save the file as UTF-8"
         ) from None
     except (ValueError, RecursionError) as error:  # a 5,000-digit number, lists nested deep
-        reason = str(error).splitlines()[0][:80] if str(error) else type(error).__name__
+        reason = first_line(error, 80)
         raise PipelineError(f"{path}: a value YAML cannot read ({reason}); fix it") from None
     if not isinstance(raw, dict):
         raise PipelineError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")

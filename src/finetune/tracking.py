@@ -41,7 +41,7 @@ from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from sqlalchemy.exc import SQLAlchemyError
 
-from src.finetune.errors import PipelineError, is_dvc
+from src.finetune.errors import PipelineError, first_line, is_dvc
 from src.finetune.files import content_hash
 from src.finetune.metrics import headline
 from src.finetune.params import Params
@@ -101,7 +101,7 @@ def check_server(uri: str) -> None:
     except urllib.error.HTTPError:
         pass  # it answered (perhaps an auth proxy asking for credentials): it is up
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
-        reason = str(getattr(error, "reason", error))[:200] or type(error).__name__
+        reason = first_line(getattr(error, "reason", None) or error)
         raise PipelineError(
             f"MLflow tracking server {uri[:200]} is not reachable ({reason}); start it, or unset "
             "MLFLOW_TRACKING_URI to log to mlflow.db in the repository"
@@ -257,7 +257,7 @@ class StageTracker:
             try:
                 with_lock_retries(self.client.set_terminated, run_id, status)
             except TRACKING_ERRORS as error:
-                log.warning("MLflow: run %s could not be closed (%s)", run_id, _first_line(error))
+                log.warning("MLflow: run %s could not be closed (%s)", run_id, first_line(error))
 
     def _log_model(
         self, model: Any, name: str, class_names: tuple[str, ...], register_as: str | None
@@ -330,20 +330,15 @@ class StageTracker:
                 log.warning(
                     "MLflow: %s failed (%s); the stage goes on",
                     getattr(action, "__name__", "a call").strip("_").replace("_", " "),
-                    _first_line(error),
+                    first_line(error),
                 )
                 return
             self.offline = True
             log.warning(
                 "MLflow tracking failed (%s); the stage goes on without it. Once the server "
                 "is back, log the outputs with `python -m src.finetune.relog`",
-                _first_line(error),
+                first_line(error),
             )
-
-
-def _first_line(error: BaseException) -> str:
-    line = (str(error).splitlines() or [type(error).__name__])[0]
-    return line if len(line) <= 200 else line[:199] + "…"
 
 
 def _unreachable(error: BaseException) -> bool:
@@ -599,7 +594,7 @@ def store_errors_as_one_line(uri: str) -> Iterator[None]:
 
 
 def _store_problem(uri: str, error: BaseException) -> str:
-    reason = _first_line(error)
+    reason = first_line(error)
     if uri.startswith("sqlite:///"):
         path = uri.removeprefix("sqlite:///")
         if "database is locked" in str(error):
