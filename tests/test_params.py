@@ -91,6 +91,7 @@ def test_exponent_without_a_dot_is_a_float_as_dvc_writes_it(tmp_path):
         ("mlflow.experiment", "x" * 501, "mlflow.experiment: string should have at most 500"),
         ("train.worker_timeout_s", 0, "train.worker_timeout_s: input should be greater than or"),
         ("phase2.lr", "1" * 5000, "phase2.lr: input should be a valid number, got '1111"),
+        ("evaluate", None, "evaluate: input should be a valid dictionary, got None"),
         ("train.mixed_precision", "yes", "train.mixed_precision: input should be 'auto', true or"),
         ("data.folder", "a\0b", "data.folder: string should match pattern"),
         ("data.archive", "a" * 5000, "data.archive: string should have at most 4096 characters"),

@@ -8,6 +8,7 @@ before it does any work.
 from __future__ import annotations
 
 import difflib
+import re
 import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -294,6 +295,8 @@ def _sentence(detail: ErrorDetails) -> str:
         if rest and field in _section_model(detail["loc"]).model_fields:
             return f"{key}.{field}: {rest}"
         return f"{key}: {message}" if key else message
+    # "a valid dictionary or instance of EvaluateParams": the class is ours, not the user's
+    message = re.sub(r" or instance of \w+", "", message)
     return f"{key}: {message.lower()}, got {_quote(detail['input'])}"
 
 
