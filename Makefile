@@ -27,7 +27,7 @@ strong-recipe: ## The strong fine-tuning recipe (recipes/strong.yaml) as the exp
 	args=$$($(PYTHON) -m src.finetune.recipes strong) && \
 	  PATH="$(BIN):$$PATH" $(BIN)dvc exp run -n strong-recipe $$args
 
-test: ## The whole test suite, end-to-end tests included (~17 min on 2 CPU cores)
+test: ## The whole test suite, end-to-end tests included (~19 min on 2 CPU cores)
 	$(PYTHON) -m pytest
 
 test-fast: ## Unit and stage tests only
