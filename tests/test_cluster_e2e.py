@@ -27,14 +27,17 @@ OUTPUTS = ("models/phase1.keras", "reports/phase1_history.csv", "reports/phase1_
 
 @pytest.fixture
 def cluster_dir(tmp_path, pipeline, sample_archive) -> Path:
+    (tmp_path / "data").symlink_to(pipeline / "data")
+    return tmp_path
+
+
+def write_cluster_params(directory: Path, sample_archive, timeout_s: int) -> None:
     archive, sha256 = sample_archive
     overrides = tiny_overrides(str(archive), sha256) | {
         "train.distribution": "multi_worker",
-        "train.worker_timeout_s": 10,
+        "train.worker_timeout_s": timeout_s,
     }
-    write_params(tmp_path / "params.yaml", overrides)
-    (tmp_path / "data").symlink_to(pipeline / "data")
-    return tmp_path
+    write_params(directory / "params.yaml", overrides)
 
 
 def start_worker(directory: Path, addresses: list[str], index: int) -> subprocess.Popen:
@@ -64,7 +67,10 @@ def trained_weights(output: str) -> str:
     return digest
 
 
-def test_two_workers_train_the_same_weights_and_only_the_chief_writes(cluster_dir):
+def test_two_workers_train_the_same_weights_and_only_the_chief_writes(cluster_dir, sample_archive):
+    # Collectives time out after as long: the chief opens its MLflow store (a new one takes
+    # seconds to create) while the other worker already waits for it.
+    write_cluster_params(cluster_dir, sample_archive, timeout_s=120)
     addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
     workers = [start_worker(cluster_dir, addresses, index) for index in (0, 1)]
     outputs = outputs_of(workers, timeout_s=600)
@@ -82,7 +88,8 @@ def test_two_workers_train_the_same_weights_and_only_the_chief_writes(cluster_di
     ]
 
 
-def test_a_worker_whose_peer_never_comes_stops_in_one_line(cluster_dir):
+def test_a_worker_whose_peer_never_comes_stops_in_one_line(cluster_dir, sample_archive):
+    write_cluster_params(cluster_dir, sample_archive, timeout_s=10)
     addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
     started = time.monotonic()
     alone = start_worker(cluster_dir, addresses, 0)
