@@ -116,6 +116,14 @@ def run(cwd: Path, *command: str, **env: str) -> str:
     return result.stdout + result.stderr
 
 
+def repro_and_commit(repo: Path, **env: str) -> str:
+    """`dvc repro`, then a commit of everything it wrote; its output."""
+    output = run(repo, "dvc", "repro", **env)
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "reproduced")
+    return output
+
+
 def start_repro(repo: Path, **popen: Any) -> subprocess.Popen:
     """`dvc repro` in ``repo``, running on: its output (stdout and stderr) in one text pipe."""
     return subprocess.Popen(

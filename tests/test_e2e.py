@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import local_store, make_project, run, runs_by_execution
+from tests.helpers import local_store, make_project, repro_and_commit, run, runs_by_execution
 
 pytestmark = pytest.mark.e2e
 
@@ -20,10 +20,7 @@ DETERMINISTIC = ("reports/metrics.json", "reports/phase1_history.csv", "reports/
 
 @pytest.fixture(scope="module")
 def repro(repo) -> str:
-    output = run(repo, "dvc", "repro")
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "reproduced")
-    return output
+    return repro_and_commit(repo)
 
 
 # Phase-2 and evaluation keys of the fine-tuning recipes, swept as users would.

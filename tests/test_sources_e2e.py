@@ -17,6 +17,7 @@ from tests.helpers import (
     free_port,
     local_store,
     make_project,
+    repro_and_commit,
     run,
     write_image,
     write_params,
@@ -33,10 +34,7 @@ def repo(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def repro(repo) -> str:
-    output = run(repo, "dvc", "repro")
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "reproduced")
-    return output
+    return repro_and_commit(repo)
 
 
 def test_a_folder_of_images_runs_the_whole_pipeline_named_by_class(repo, repro):

@@ -94,9 +94,7 @@ class Summary(BaseModel):
 
 def read_summary(path: Path) -> dict[str, Any]:
     """A phase's summary (kept epoch, learning rates, inputs), as its training stage wrote it."""
-    summary = read_json(path, Summary, "rerun the stage that writes it (`dvc repro --force`)")
-    summary["lr"] = {str(epoch): rate for epoch, rate in summary["lr"].items()}
-    return summary
+    return read_json(path, Summary, "rerun the stage that writes it (`dvc repro --force`)")
 
 
 def with_learning_rates(history: pd.DataFrame, summaries: dict[int, dict]) -> pd.DataFrame:
