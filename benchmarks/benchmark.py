@@ -32,9 +32,10 @@ import pandas as pd
 import psutil
 from ruamel.yaml import YAML
 
-from src.finetune.files import copy_files, write_json
-from src.finetune.recipes import apply, load_recipe
-from src.finetune.sample import write_archive
+from src.finetune.files import write_json
+from src.recipes import apply, load_recipe
+from tests.support.projects import copy_files
+from tests.support.sample import write_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ("src", "benchmarks", "recipes", "dvc.yaml", "params.yaml")

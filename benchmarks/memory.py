@@ -26,7 +26,8 @@ from PIL import Image
 from ruamel.yaml import YAML
 
 from benchmarks.benchmark import ROOT, measure, write_params
-from src.finetune.files import copy_files, write_json
+from src.finetune.files import write_json
+from tests.support.projects import copy_files
 
 PROJECT = ("src", "dvc.yaml", "params.yaml", "data/images/README.md")
 CLASSES = 10

@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from src.finetune.errors import PipelineError, run_stage
+from src.finetune.entrypoint import run_stage
+from src.finetune.errors import PipelineError
 from src.finetune.files import atomic_dir
 from src.finetune.params import read_yaml
-from src.finetune.recipes import apply, write_params
+from src.recipes import apply, write_params
 
 NAME = "demo"
 FOLDER = Path("data/sample/digits")

@@ -4,7 +4,7 @@
     python -m src.predict --model models/phase2.keras --request photo.jpg > request.json
 
 Each image is read as the pipeline reads a folder of images (any size and mode, see
-``src/finetune/images.py``) at the checkpoint's input size. Folders are searched for image
+``src/finetune/data/images.py``) at the checkpoint's input size. Folders are searched for image
 files. One row per image (``--top-k`` rows with ``--top-k``): ``path,label,probability``, labels
 by class name from ``classes.json`` beside the prepared splits. A file that cannot be read gets
 a line on standard error and the others are still predicted; the exit code is then 1.
@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from src.finetune.data import load_info
-from src.finetune.errors import PipelineError, run_stage
-from src.finetune.images import UnreadableImage, is_image_name, read_image
+from src.finetune.data.images import UnreadableImage, is_image_name, read_image
+from src.finetune.data.prepared import load_info
+from src.finetune.entrypoint import run_stage
+from src.finetune.errors import PipelineError
 
 BATCH = 256
 NAME = "predict"
@@ -90,9 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     class_names = load_info(args.data).class_names
     if not 1 <= args.top_k <= len(class_names):
         raise PipelineError(f"--top-k: {args.top_k} is not in 1..{len(class_names)}")
-    from src.finetune.model import load_checkpoint  # TensorFlow only once the inputs are fine
+    from src.finetune.model.checkpoints import load_checkpoint
 
-    model = load_checkpoint(args.model, rerun="phase2_finetune")
+    model = load_checkpoint(args.model, made_by="phase2_finetune")
     images = ReadableImages(args.paths, tuple(model.inputs[0].shape[1:3]))
     if args.request:
         # float pixels: the signature of the logged model takes float32 tensors

@@ -16,17 +16,18 @@ import os
 import shutil
 import urllib.parse
 
-from src.finetune.errors import PipelineError, run_stage
-from src.finetune.metrics import HEADLINE, TTA_HEADLINE
+from src.finetune.entrypoint import run_stage
+from src.finetune.errors import PipelineError
+from src.finetune.evaluation.metrics import HEADLINE, TTA_HEADLINE
 from src.finetune.params import load_params
-from src.finetune.tracking import TAG_ROLE, experiment_id_for, open_store, tracking_uri
+from src.finetune.tracking.mlflow.runs import COMPARISON_FILTER, experiment_id_for
+from src.finetune.tracking.mlflow.store import Store, open_store, tracking_uri
 
 NAME = "ui"
-COMPARISON_FILTER = f"tags.`{TAG_ROLE}` = 'comparison'"
 VIEW = "pipeline-comparison"  # the shared view the link opens
 # What the runs table shows of each execution: what it tried and how it did.
 COLUMNS = [
-    *(f"metrics.`{key}`" for key in (*HEADLINE[:3], *TTA_HEADLINE)),
+    *(f"metrics.`{key}`" for key in (*HEADLINE[:3], *TTA_HEADLINE)),  # accuracies and delta
     *(
         f"params.`{key}`"
         for key in (
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args(argv)
     uri = tracking_uri()
-    if not uri.startswith("sqlite:///"):
+    if Store(uri).database is None:
         raise PipelineError(
             f"MLFLOW_TRACKING_URI is {uri}: open that server's own UI, or unset it for the "
             "local store"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from src.finetune.sample import write_archive
-from tests.helpers import STAGE_ENV, TINY_TEST, TINY_TRAIN, stage_args, tiny_overrides, write_params
+from tests.support.commands import STAGE_ENV, stage_args
+from tests.support.params import TINY_TEST, TINY_TRAIN, tiny_overrides, write_params
+from tests.support.sample import write_archive
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +32,7 @@ def pipeline(tmp_path_factory, sample_archive) -> Path:
         for name in STAGE_ENV:
             patch.delenv(name, raising=False)
         for stage in (prepare, phase1_extract, phase2_finetune, evaluate, report):
-            stage.main(stage_args(stage.STAGE))
+            stage.main(stage_args(stage.STAGE.name))
     return root
 
 

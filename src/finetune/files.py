@@ -10,14 +10,16 @@ import os
 import shutil
 import socket
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from src.finetune.errors import PipelineError, first_line
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 @contextlib.contextmanager
@@ -77,7 +79,7 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> None:
         partial.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def read_json(path: str | Path, schema: type[BaseModel], fix: str) -> dict[str, Any]:
+def read_json(path: str | Path, schema: type[Model], fix: str) -> Model:
     """A JSON file another stage wrote, checked against ``schema``; anything else, from a
     missing file to a value of the wrong type, is one line naming the file and ``fix``."""
     path = Path(path)
@@ -91,7 +93,7 @@ def read_json(path: str | Path, schema: type[BaseModel], fix: str) -> dict[str, 
     if not isinstance(content, dict):
         raise PipelineError(f"{path} is not a JSON object; {fix}")
     try:
-        return schema.model_validate(content).model_dump(exclude_unset=True)
+        return schema.model_validate(content)
     except ValidationError as error:
         detail = error.errors()[0]
         where = ".".join(str(part) for part in detail["loc"])
@@ -110,18 +112,6 @@ def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as partial:
         partial.write_text(text)
-
-
-def copy_files(names: Iterable[str], source: Path, target: Path) -> None:
-    """Copy files and folders (without bytecode caches) from ``source`` to the same places
-    under ``target``: a scratch copy of the project for end-to-end tests and benchmarks."""
-    for name in names:
-        origin, copy = source / name, target / name
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        if origin.is_dir():
-            shutil.copytree(origin, copy, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(origin, copy)
 
 
 def content_hash(path: str | Path) -> str:

@@ -8,6 +8,7 @@ before it does any work.
 from __future__ import annotations
 
 import difflib
+import enum
 import re
 import reprlib
 from pathlib import Path
@@ -25,8 +26,8 @@ from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from src.finetune.backbones import BACKBONES, Backbone
 from src.finetune.errors import PipelineError, first_line
+from src.finetune.model.backbones import BACKBONES, Backbone
 
 # Bounds are what the stages can run: seeds are 32-bit for NumPy and TensorFlow; epochs,
 # batches and sizes stop where a run would only fail later, or never end. A learning rate
@@ -41,6 +42,18 @@ RANDAUGMENT_OPERATIONS = 9
 MAX_TTA_VIEWS = 8
 
 
+class Phase(enum.StrEnum):
+    """A training phase, by the name of its params.yaml section."""
+
+    EXTRACT = "phase1"  # feature extraction: the base frozen, a new head trained
+    FINETUNE = "phase2"  # fine-tuning: the top of the base unfrozen, continuing the epochs
+
+    @property
+    def number(self) -> int:
+        """1 or 2, as the report, the figure and the ``phase`` metric count phases."""
+        return 1 if self is Phase.EXTRACT else 2
+
+
 class Section(BaseModel):
     """Strict: no unknown keys, no silent coercion of strings into numbers."""
 
@@ -51,7 +64,19 @@ class Section(BaseModel):
 PathText = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
 
 
+# The data keys each source reads (see ``data.sources``); it ignores the others.
+HELD_OUT = ("val_split", "train_limit", "test_limit", "image_size")
+SOURCE_KEYS = {
+    "cifar10": ("url", "archive", "sha256", *HELD_OUT),
+    "cifar100": ("url", "archive", "sha256", *HELD_OUT),
+    "folder": ("folder", "test_split", *HELD_OUT),
+}
+
+
 class DataParams(Section):
+    """Where the images come from and how they are held out; ``SOURCE_KEYS`` says which keys
+    each source reads."""
+
     source: Literal["cifar10", "cifar100", "folder"]
     url: PathText | None
     archive: PathText | None
@@ -62,6 +87,10 @@ class DataParams(Section):
     train_limit: Limit | None = None
     test_limit: Limit | None = None
     image_size: int = Field(ge=32, le=1024)
+
+    def read_by_source(self) -> dict[str, Any]:
+        """The keys the chosen source reads, with their values."""
+        return {key: getattr(self, key) for key in ("source", *SOURCE_KEYS[self.source])}
 
 
 class ModelParams(Section):
@@ -189,6 +218,7 @@ class Params(Section):
     phase2: Phase2Params
     evaluate: EvaluateParams
     train: TrainParams
+    tracker: Literal["mlflow", "none"]
     mlflow: MlflowParams
 
     @model_validator(mode="after")
@@ -204,6 +234,10 @@ class Params(Section):
     @property
     def backbone(self) -> Backbone:
         return BACKBONES[self.model.backbone]
+
+    def phase(self, phase: Phase) -> Phase1Params | Phase2Params:
+        """The section of a training phase."""
+        return self.phase1 if phase is Phase.EXTRACT else self.phase2
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys as in params.yaml (``phase2.lr``), the way MLflow and DVC name them."""

@@ -2,90 +2,85 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
-from pathlib import Path
 
-from src.finetune.data import load_info, load_split
-from src.finetune.errors import run_stage
-from src.finetune.evaluation import score
-from src.finetune.files import atomic_path, write_csv, write_json
-from src.finetune.metrics import (
-    comparison_metrics,
+from src.finetune.data.prepared import load_info, load_split
+from src.finetune.evaluation.metrics import (
+    CHECKPOINTS,
+    Metrics,
+    PerClass,
     confusion_rows,
-    headline,
-    per_class_metrics,
+    write_metrics,
+    write_per_class,
 )
-from src.finetune.model import check_checkpoint, load_checkpoint
+from src.finetune.evaluation.scoring import score
+from src.finetune.files import atomic_path, write_csv
+from src.finetune.model.checkpoints import check_checkpoint, load_checkpoint
 from src.finetune.params import load_params
-from src.finetune.tracking import track_stage
+from src.stages.declaration import File, Log, Stage
 
-STAGE = "evaluate"
-PARAMS = ("evaluate",)
-log = logging.getLogger(STAGE)
+STAGE = Stage(
+    name="evaluate",
+    doc=__doc__,
+    params=("evaluate",),
+    inputs={
+        "data": File("data/prepared", "prepared splits"),
+        "baseline": File("models/phase1.keras", "phase 1 checkpoint"),
+        "finetuned": File("models/phase2.keras", "phase 2 checkpoint"),
+    },
+    outputs={
+        "metrics": File("reports/metrics.json", "metrics JSON to write", Log.STAGE),
+        "per-class": File("reports/per_class.json", "per-class JSON to write", Log.STAGE),
+        "confusion": File("reports/confusion.csv", "confusion CSV to write", Log.STAGE),
+    },
+)
+log = logging.getLogger(STAGE.name)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, required=True, help="prepared splits")
-    parser.add_argument("--baseline", type=Path, required=True, help="phase 1 checkpoint")
-    parser.add_argument("--finetuned", type=Path, required=True, help="phase 2 checkpoint")
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
-    parser.add_argument("--per-class", type=Path, required=True, help="per-class JSON to write")
-    parser.add_argument("--confusion", type=Path, required=True, help="confusion CSV to write")
-    args = parser.parse_args(argv)
+    paths = STAGE.parse(argv)
     params = load_params()
-    test, info = load_split(args.data, "test"), load_info(args.data)
-    class_names = info.class_names
-    baseline_model = load_checkpoint(args.baseline, rerun="phase1_extract")
-    finetuned_model = load_checkpoint(args.finetuned, rerun="phase2_finetune")
-    check_checkpoint(baseline_model, args.baseline, params.model.backbone, info)
-    check_checkpoint(finetuned_model, args.finetuned, params.model.backbone, info)
+    test, info = load_split(paths.data, "test"), load_info(paths.data)
+    baseline_model = load_checkpoint(paths.baseline, made_by="phase1_extract")
+    finetuned_model = load_checkpoint(paths.finetuned, made_by="phase2_finetune")
+    for model, path in ((baseline_model, paths.baseline), (finetuned_model, paths.finetuned)):
+        check_checkpoint(model, path, params.model.backbone, info.image_shape, info.classes)
     tta = params.evaluate.tta
 
-    with track_stage(STAGE, params, PARAMS) as tracker:
-        tracker.link_inputs(args.data, args.baseline, args.finetuned)
+    with STAGE.tracked(params, paths) as tracker:
         baseline, finetuned = score(baseline_model, test), score(finetuned_model, test)
         with_tta = (
             (score(baseline_model, test, tta), score(finetuned_model, test, tta)) if tta else None
         )
-        metrics = comparison_metrics(baseline, finetuned, test.labels, class_names, with_tta)
-        per_class = per_class_metrics(baseline, finetuned, test.labels, class_names)
-        confusion = confusion_rows(test.labels, finetuned.predictions, class_names)
+        metrics = Metrics.compare(baseline, finetuned, len(test), with_tta)
+        per_class = PerClass.compare(baseline, finetuned, test.labels, info.class_names)
+        confusion = confusion_rows(test.labels, finetuned.predictions, info.class_names)
         # The three outputs appear together or none does.
         with (
-            atomic_path(args.metrics) as metrics_path,
-            atomic_path(args.per_class) as per_class_path,
-            atomic_path(args.confusion) as confusion_path,
+            atomic_path(paths.metrics) as metrics_path,
+            atomic_path(paths.per_class) as per_class_path,
+            atomic_path(paths.confusion) as confusion_path,
         ):
-            write_json(metrics_path, metrics)
-            write_json(per_class_path, per_class)
+            write_metrics(metrics_path, metrics)
+            write_per_class(per_class_path, per_class)
             write_csv(confusion_path, confusion)
         log.info(
             "test accuracy: baseline %.4f, fine-tuned %.4f, delta %+.4f%s",
-            metrics["baseline_accuracy"],
-            metrics["finetuned_accuracy"],
-            metrics["accuracy_delta"],
-            f"; with {tta} TTA view(s): baseline {metrics['baseline_accuracy_tta']:.4f}, "
-            f"fine-tuned {metrics['finetuned_accuracy_tta']:.4f}"
-            if tta
+            metrics.baseline_accuracy,
+            metrics.finetuned_accuracy,
+            metrics.accuracy_delta,
+            f"; with {tta} TTA view(s): baseline {metrics.baseline_accuracy_tta:.4f}, "
+            f"fine-tuned {metrics.finetuned_accuracy_tta:.4f}"
+            if metrics.tta
             else "",
         )
         # Linked to the logged models first, so the comparison run gets each number once.
-        tracker.link_metrics_to_models(
-            {
-                f"{checkpoint}_model": {
-                    key: value
-                    for key, value in headline(metrics).items()
-                    if key.startswith(checkpoint)
-                }
-                for checkpoint in ("baseline", "finetuned")
-            }
+        tracker.link_model_metrics(
+            {f"{checkpoint}_model": metrics.of(checkpoint) for checkpoint in CHECKPOINTS}
         )
-        tracker.log_results(headline(metrics))
-        tracker.record_outputs(args.metrics, args.per_class, args.confusion)
-        tracker.log_artifacts(args.metrics, args.per_class, args.confusion)
+        tracker.log_results(metrics.headline())
+        STAGE.record(tracker, paths)
 
 
 if __name__ == "__main__":
-    run_stage(STAGE, main)
+    STAGE.run(main)

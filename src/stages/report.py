@@ -2,51 +2,56 @@
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from src.finetune.errors import run_stage
+from src.finetune.evaluation.metrics import read_metrics, read_per_class
 from src.finetune.files import atomic_path
-from src.finetune.history import (
+from src.finetune.params import Phase, load_params
+from src.finetune.report.document import render_report, title
+from src.finetune.report.plots import plot_learning_curves
+from src.finetune.training.history import (
     combined_history,
     kept_epochs,
     read_history,
     read_summary,
     with_learning_rates,
 )
-from src.finetune.metrics import read_metrics, read_per_class
-from src.finetune.params import load_params
-from src.finetune.plots import plot_learning_curves
-from src.finetune.reporting import render_report, title
-from src.finetune.tracking import comparison_series, track_stage
+from src.stages.declaration import File, Log, Stage
 
-STAGE = "report"
-PARAMS = ("data.source", "data.folder", "model", "augment", "phase1", "phase2", "evaluate")
+STAGE = Stage(
+    name="report",
+    doc=__doc__,
+    params=("data.source", "data.folder", "model", "augment", "phase1", "phase2", "evaluate"),
+    inputs={
+        "phase1-history": File("reports/phase1_history.csv", "phase 1 history", Log.COMPARISON),
+        "phase2-history": File("reports/phase2_history.csv", "phase 2 history", Log.COMPARISON),
+        "phase1-summary": File("reports/phase1_summary.json", "phase 1 summary", Log.COMPARISON),
+        "phase2-summary": File("reports/phase2_summary.json", "phase 2 summary", Log.COMPARISON),
+        "metrics": File("reports/metrics.json", "evaluate's metrics JSON", Log.COMPARISON),
+        "per-class": File("reports/per_class.json", "evaluate's per-class JSON", Log.COMPARISON),
+    },
+    outputs={
+        "figure": File("reports/figures/validation_curves.png", "PNG to write", Log.COMPARISON),
+        "report": File("reports/report.md", "Markdown report to write", Log.COMPARISON),
+    },
+)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--phase1-history", type=Path, required=True)
-    parser.add_argument("--phase2-history", type=Path, required=True)
-    parser.add_argument("--phase1-summary", type=Path, required=True)
-    parser.add_argument("--phase2-summary", type=Path, required=True)
-    parser.add_argument("--metrics", type=Path, required=True, help="evaluate's metrics JSON")
-    parser.add_argument("--per-class", type=Path, required=True, help="evaluate's per-class JSON")
-    parser.add_argument("--figure", type=Path, required=True, help="PNG to write")
-    parser.add_argument("--report", type=Path, required=True, help="Markdown report to write")
-    args = parser.parse_args(argv)
+    paths = STAGE.parse(argv)
     params = load_params()
     # Every input is read and checked before anything is written.
-    history = combined_history(read_history(args.phase1_history), read_history(args.phase2_history))
-    summaries = {1: read_summary(args.phase1_summary), 2: read_summary(args.phase2_summary)}
-    metrics = read_metrics(args.metrics)
-    per_class = read_per_class(args.per_class)
+    history = combined_history(
+        read_history(paths.phase1_history), read_history(paths.phase2_history)
+    )
+    summaries = {
+        Phase.EXTRACT: read_summary(paths.phase1_summary),
+        Phase.FINETUNE: read_summary(paths.phase2_summary),
+    }
+    metrics = read_metrics(paths.metrics)
+    per_class = read_per_class(paths.per_class)
     history = with_learning_rates(history, summaries)
     kept = kept_epochs(summaries)
 
-    with track_stage(STAGE, params, PARAMS) as tracker:
-        inputs = (args.phase1_history, args.phase2_history, args.phase1_summary)
-        tracker.link_inputs(*inputs, args.phase2_summary, args.metrics, args.per_class)
+    with STAGE.tracked(params, paths) as tracker:
         text = render_report(
             metrics,
             per_class,
@@ -54,22 +59,18 @@ def main(argv: list[str] | None = None) -> None:
             summaries,
             params,
             title=title(params),
-            figure=args.figure,
-            report=args.report,
+            figure=paths.figure,
+            report=paths.report,
         )
         # The figure and the report appear together or not at all.
-        with atomic_path(args.figure) as figure, atomic_path(args.report) as report:
+        with atomic_path(paths.figure) as figure, atomic_path(paths.report) as report:
             plot_learning_curves(history, kept, title(params), figure)
             report.write_text(text)
         # The comparison run gets the whole curve and the headline numbers even when DVC
         # reused phase 1 (or more) from its cache in this execution.
-        tracker.fill_comparison(comparison_series(history, kept, metrics))
-        tracker.record_outputs(args.figure, args.report)
-        tracker.log_artifacts(
-            args.figure, args.report, args.metrics, args.per_class, comparison=True
-        )
-        tracker.log_artifacts(*inputs, args.phase2_summary, comparison=True)
+        tracker.log_execution(history, kept, metrics)
+        STAGE.record(tracker, paths)
 
 
 if __name__ == "__main__":
-    run_stage(STAGE, main)
+    STAGE.run(main)

@@ -1,0 +1,86 @@
+"""Where a stage runs: the repository, the ``dvc`` process that started it, the execution it
+belongs to and the commit it runs. The one place that asks the process tree, git and DVC's
+environment variables."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import psutil
+
+
+def repository_root() -> Path:
+    """The DVC repository root; DVC points DVC_ROOT at it, also for queued experiments."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def experiment_name() -> str | None:
+    """The DVC experiment this execution runs as (``dvc exp run -n``), if any."""
+    return os.environ.get("DVC_EXP_NAME") or None
+
+
+def is_dvc(process: psutil.Process) -> bool:
+    """Whether ``process`` is a ``dvc`` command (``dvc ...`` or ``python -m dvc ...``)."""
+    try:
+        command = process.cmdline()
+    except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    if command[1:3] == ["-m", "dvc"]:
+        return True
+    return any(os.path.basename(part) in ("dvc", "dvc.exe") for part in command[:2])
+
+
+def dvc_parent() -> psutil.Process | None:
+    """The ``dvc`` process that started this one (``dvc repro``, ``dvc exp run``), if any."""
+    return next((p for p in psutil.Process().parents() if is_dvc(p)), None)
+
+
+def process_id(process: psutil.Process) -> str:
+    """host-pid-start: names a process uniquely, even after its pid is reused."""
+    return f"{socket.gethostname()}-{process.pid}-{int(process.create_time())}"
+
+
+def this_process() -> str:
+    """``process_id`` of this process."""
+    return process_id(psutil.Process())
+
+
+def execution_id() -> str:
+    """Identify the ``dvc`` process that runs this stage; without one, this process."""
+    return process_id(dvc_parent() or psutil.Process())
+
+
+def is_alive(identity: str) -> bool:
+    """Whether the process named by ``process_id`` still runs; other hosts' count as alive."""
+    parts = identity.rsplit("-", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname():
+        return True
+    _, pid, started = parts
+    try:
+        return int(psutil.Process(int(pid)).create_time()) == int(started)
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+
+
+def git_commit() -> str | None:
+    """The commit the code comes from: the experiment's baseline under ``dvc exp run``."""
+    if rev := os.environ.get("DVC_EXP_BASELINE_REV"):
+        return rev
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        )
+    except OSError:  # no git: DVC works without it
+        return None
+    return result.stdout.strip() or None
+
+
+def rerun(stage: str = "", *, force: bool = False) -> str:
+    """The DVC command that (re)makes a stage's outputs, as error messages give it:
+    ``dvc repro --force prepare``."""
+    return (
+        " ".join(["`dvc repro", *(["--force"] if force else []), *([stage] if stage else [])]) + "`"
+    )

@@ -1,0 +1,1 @@
+"""Test-set scores (``scoring``) and the typed metrics ``evaluate`` writes (``metrics``)."""

@@ -1,0 +1,179 @@
+"""The numbers ``evaluate`` writes, declared once as the typed files they are read back as.
+
+``Metrics`` is metrics.json: its fields are the headline of every run (the comparison in
+``dvc metrics show``, the evaluate run and the execution's comparison run), each TTA number
+beside its plain one. TensorFlow-free: the report stage and the relog tool read metrics
+without loading a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from src.finetune.data.splits import is_class_name
+from src.finetune.environment import rerun
+from src.finetune.files import read_json, write_json
+
+Accuracy = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Delta = Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)]
+Loss = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+CHECKPOINTS = ("baseline", "finetuned")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One checkpoint on the test split."""
+
+    loss: float
+    accuracy: float
+    predictions: np.ndarray
+
+
+class Metrics(BaseModel):
+    """metrics.json: both checkpoints' test accuracy and loss, their difference, and with
+    test-time augmentation the three ``_tta`` accuracies too."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    baseline_accuracy: Accuracy
+    finetuned_accuracy: Accuracy
+    accuracy_delta: Delta
+    baseline_loss: Loss
+    finetuned_loss: Loss
+    baseline_accuracy_tta: Accuracy | None = None
+    finetuned_accuracy_tta: Accuracy | None = None
+    accuracy_delta_tta: Delta | None = None
+    test_images: Annotated[int, Field(ge=1)]
+
+    @model_validator(mode="after")
+    def _tta_whole(self) -> Metrics:
+        given = [getattr(self, key) is not None for key in TTA_HEADLINE]
+        if any(given) and not all(given):
+            raise ValueError(f"it has some of {', '.join(TTA_HEADLINE)} but not all")
+        return self
+
+    @classmethod
+    def compare(
+        cls,
+        baseline: Scores,
+        finetuned: Scores,
+        test_images: int,
+        tta: tuple[Scores, Scores] | None = None,
+    ) -> Metrics:
+        """The comparison of the two checkpoints, with TTA when it ran."""
+        with_tta = {}
+        if tta is not None:
+            with_tta = {
+                "baseline_accuracy_tta": tta[0].accuracy,
+                "finetuned_accuracy_tta": tta[1].accuracy,
+                "accuracy_delta_tta": tta[1].accuracy - tta[0].accuracy,
+            }
+        return cls(
+            baseline_accuracy=baseline.accuracy,
+            finetuned_accuracy=finetuned.accuracy,
+            accuracy_delta=finetuned.accuracy - baseline.accuracy,
+            baseline_loss=baseline.loss,
+            finetuned_loss=finetuned.loss,
+            test_images=test_images,
+            **with_tta,
+        )
+
+    @property
+    def tta(self) -> bool:
+        return self.accuracy_delta_tta is not None
+
+    def headline(self) -> dict[str, float]:
+        """Every number but the image count, TTA ones included when they ran."""
+        return {key: float(value) for key, value in self._numbers().items()}
+
+    def of(self, checkpoint: str) -> dict[str, float]:
+        """The headline numbers of one checkpoint (``baseline`` or ``finetuned``)."""
+        return {key: v for key, v in self.headline().items() if key.startswith(checkpoint)}
+
+    def _numbers(self) -> dict[str, float]:
+        return {
+            key: value
+            for key, value in self.model_dump().items()
+            if key != "test_images" and value is not None
+        }
+
+
+HEADLINE = tuple(key for key in Metrics.model_fields if key != "test_images" and "_tta" not in key)
+TTA_HEADLINE = tuple(key for key in Metrics.model_fields if key.endswith("_tta"))
+
+
+class PerClass(BaseModel):
+    """per_class.json: each checkpoint's accuracy within each class, by name; None for a class
+    absent from the test split.
+
+    Kept out of metrics.json: ten classes (or a hundred) times two checkpoints would make
+    `dvc metrics show` and `dvc exp show` tables too wide to read.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    baseline: dict[str, Accuracy | None]
+    finetuned: dict[str, Accuracy | None]
+
+    @model_validator(mode="after")
+    def _same_classes(self) -> PerClass:
+        if list(self.baseline) != list(self.finetuned):
+            raise ValueError("baseline and finetuned name different classes")
+        for name in self.baseline:
+            if not is_class_name(name):
+                raise ValueError(f"class name {name[:100]!r} is not printable UTF-8 text")
+        return self
+
+    @classmethod
+    def compare(
+        cls, baseline: Scores, finetuned: Scores, labels: np.ndarray, class_names: tuple[str, ...]
+    ) -> PerClass:
+        return cls(
+            baseline=per_class_accuracy(labels, baseline.predictions, class_names),
+            finetuned=per_class_accuracy(labels, finetuned.predictions, class_names),
+        )
+
+
+def per_class_accuracy(
+    labels: np.ndarray, predictions: np.ndarray, class_names: tuple[str, ...]
+) -> dict[str, float | None]:
+    """Accuracy within each true class; None for a class absent from the test set."""
+    return {
+        name: float(np.mean(predictions[labels == index] == index))
+        if np.any(labels == index)
+        else None
+        for index, name in enumerate(class_names)
+    }
+
+
+def confusion_rows(
+    labels: np.ndarray, predictions: np.ndarray, class_names: tuple[str, ...]
+) -> pd.DataFrame:
+    """One row per test image, the shape DVC's ``confusion`` plot template reads."""
+    names = np.array(class_names)
+    return pd.DataFrame({"actual": names[labels], "predicted": names[predictions]})
+
+
+def write_metrics(path: Path, metrics: Metrics) -> None:
+    """metrics.json; without TTA it has no ``_tta`` keys, not keys set to null."""
+    write_json(path, metrics.model_dump(exclude_none=True))
+
+
+def write_per_class(path: Path, per_class: PerClass) -> None:
+    write_json(path, per_class.model_dump())
+
+
+def read_metrics(path: Path) -> Metrics:
+    """metrics.json as ``evaluate`` writes it, or one line saying what is wrong with it."""
+    return read_json(path, Metrics, f"run {rerun('evaluate', force=True)} to rewrite it")
+
+
+def read_per_class(path: Path) -> PerClass:
+    """per_class.json as ``evaluate`` writes it, or one line saying what is wrong with it."""
+    return read_json(path, PerClass, f"run {rerun('evaluate', force=True)} to rewrite it")

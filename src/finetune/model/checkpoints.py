@@ -1,0 +1,72 @@
+"""Checkpoints between stages: written without optimizer state, loaded in Keras safe mode,
+checked against the params and data they must have been made for."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from src.finetune.environment import rerun
+from src.finetune.errors import PipelineError
+from src.finetune.model.network import backbone_of
+
+
+def write_checkpoint(model: keras.Model, path: Path) -> None:
+    """The network without optimizer state, whichever part of it was compiled.
+
+    A twin that shares every layer but was never compiled: the checkpoint holds the same
+    weights whether the phase trained the whole model (streamed) or a part of it (cached).
+    The caller writes it to a temporary path and renames it with the phase's other outputs.
+    """
+    keras.Model(model.inputs, model.outputs, name=model.name).save(path)
+
+
+def weights_digest(model: keras.Model) -> str:
+    """A short fingerprint of every weight: workers that trained together print the same."""
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_checkpoint(
+    model: keras.Model, path: Path, backbone: str, image_shape: tuple[int, ...], classes: int
+) -> None:
+    """Stop with one line when a readable checkpoint was not made for these params and the
+    prepared data (``image_shape``, ``classes``)."""
+    expected = (backbone, tuple(image_shape), classes)
+    inputs, outputs = tuple(model.inputs[0].shape[1:]), model.outputs[0].shape[-1]
+    try:
+        built_on = backbone_of(model).name
+        holds = f"a {built_on} model for {outputs} classes of {inputs} images"
+    except (PipelineError, ValueError):
+        built_on, holds = None, "a model this pipeline did not build"
+    if (built_on, inputs, outputs) != expected:
+        raise PipelineError(
+            f"{path} holds {holds}, not the {backbone} model for the {classes} classes of "
+            f"{tuple(image_shape)} images prepared here; run {rerun(force=True)} to rebuild it"
+        )
+
+
+def load_checkpoint(path: Path, made_by: str) -> keras.Model:
+    """Load a ``.keras`` checkpoint in Keras safe mode (no arbitrary code from the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; run {rerun(made_by)} first")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a damaged zip or config
+        reason = " ".join(str(error).split())
+        if "safe_mode" in reason:
+            raise PipelineError(
+                f"{path} holds code (a Lambda layer) that Keras safe mode will not run; this "
+                f"pipeline never writes one, so do not trust the file: run "
+                f"{rerun(made_by, force=True)} to rebuild it"
+            ) from None
+        raise PipelineError(
+            f"{path} is not a readable Keras checkpoint ({type(error).__name__}: "
+            f"{reason[:300]}); run {rerun(made_by, force=True)} to rebuild it"
+        ) from None

@@ -1,0 +1,1 @@
+"""What the report stage draws (``plots``) and writes (``document``)."""

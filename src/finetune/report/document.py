@@ -1,0 +1,186 @@
+"""The written report: the headline comparison, the figure, what ran, per-class detail."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from src.finetune.evaluation.metrics import Metrics, PerClass
+from src.finetune.params import AugmentParams, Params, Phase, PhaseParams
+from src.finetune.report.plots import fine_tune_start
+from src.finetune.training.history import Summary, kept_epochs
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _points(delta: float) -> str:
+    return f"{100 * delta:+.2f} points"
+
+
+DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
+
+def title(params: Params) -> str:
+    """What made the results: ``CIFAR-10 · EfficientNetV2B0, ImageNet weights``."""
+    data = DATASETS.get(params.data.source) or f"{Path(params.data.folder).name} (your images)"
+    weights = {"imagenet": "ImageNet weights", "none": "random weights"}.get(
+        params.model.weights, f"weights from {Path(params.model.weights).name}"
+    )
+    return f"{data} · {params.backbone.title}, {weights}"
+
+
+def verdict(delta: float) -> str:
+    if abs(delta) < 0.0005:
+        return "Fine-tuning left test accuracy unchanged"
+    direction = "raised" if delta > 0 else "lowered"
+    return f"Fine-tuning {direction} test accuracy by {abs(100 * delta):.2f} points"
+
+
+def best_epoch(history: pd.DataFrame, phase: int) -> tuple[int, float]:
+    rows = history[history["phase"] == phase]
+    best = rows.loc[rows["val_accuracy"].idxmax()]
+    return int(best["epoch"]), float(best["val_accuracy"])
+
+
+def optimizer_text(phase: PhaseParams) -> str:
+    """``AdamW lr 0.001, weight decay 0.05, cosine after 2 warm-up epochs``, as configured."""
+    name = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD (Nesterov)"}[phase.optimizer]
+    parts = [f"{name} lr {phase.lr:g}"]
+    if phase.weight_decay:
+        parts.append(f"weight decay {phase.weight_decay:g}")
+    if phase.schedule == "cosine" or phase.warmup_epochs:
+        warmup = f" after {phase.warmup_epochs} warm-up epoch(s)" if phase.warmup_epochs else ""
+        parts.append(f"{phase.schedule}{warmup}")
+    return ", ".join(parts)
+
+
+def augmentation_text(augment: AugmentParams) -> str:
+    names = {
+        "flip": "horizontal flips",
+        "crop_pad": "random crops after padding {} px",
+        "rotation": "rotations up to {:g} turn",
+        "color_jitter": "colour jitter {:g}",
+        "randaugment": "RandAugment with {} operations",
+        "erasing": "random erasing (p {:g})",
+        "mixup": "MixUp (alpha {:g})",
+        "cutmix": "CutMix (alpha {:g})",
+    }
+    on = [names[key].format(value) for key, value in augment.model_dump().items() if value]
+    return ", ".join(on) if on else "none"
+
+
+def recipe_lines(params: Params, summaries: Mapping[Phase, Summary]) -> list[str]:
+    """What ran, technique by technique, so a report can be read without params.yaml."""
+    lines = [
+        f"- Augmentation (both phases): {augmentation_text(params.augment)}.",
+        f"- Test-time augmentation: {params.evaluate.tta} extra view(s)."
+        if params.evaluate.tta
+        else "- Test-time augmentation: off.",
+    ]
+    for phase_key in Phase:
+        phase, number, summary = params.phase(phase_key), phase_key.number, summaries[phase_key]
+        details = [optimizer_text(phase)]
+        if phase.label_smoothing:
+            details.append(f"label smoothing {phase.label_smoothing:g}")
+        if phase.early_stopping:
+            stopped = (
+                f"stopped after epoch {summary.last_epoch}"
+                if summary.stopped_early
+                else "ran every epoch"
+            )
+            details.append(
+                f"early stopping (patience {phase.early_stopping}): {stopped}, "
+                f"kept epoch {summary.kept_epoch}"
+            )
+        lines.append(f"- Phase {number}: {'; '.join(details)}.")
+        groups = summary.groups
+        if number == 2 and len(groups) > 1:
+            rates = ", ".join(
+                f"{g.name} {g.lr:.2g}"
+                + (f" from epoch {g.first_epoch}" if g.first_epoch else " (never reached)")
+                for g in groups
+            )
+            lines.append(f"  Groups (the head trains with the first): {rates}.")
+        if summary.inputs:
+            lines.append(f"  Inputs: {summary.inputs}.")
+    return lines
+
+
+def render_report(
+    metrics: Metrics,
+    per_class: PerClass,
+    history: pd.DataFrame,
+    summaries: Mapping[Phase, Summary],
+    params: Params,
+    *,
+    title: str,
+    figure: Path,
+    report: Path,
+) -> str:
+    start = fine_tune_start(history)
+    last = int(history["epoch"].max())
+    kept = kept_epochs(summaries)
+    best1, best1_acc = best_epoch(history, 1)
+    best2, best2_acc = best_epoch(history, 2)
+    image = Path(os.path.relpath(figure, report.parent)).as_posix()
+    tta = metrics.tta
+    tta_head = " test accuracy with TTA |" if tta else ""
+    tta_rule = " ---: |" if tta else ""
+
+    def tta_cell(key: str, points: bool = False) -> str:
+        if not tta:
+            return ""
+        return f" {_points(getattr(metrics, key)) if points else _pct(getattr(metrics, key))} |"
+
+    lines = [
+        f"# Feature extraction vs fine-tuning: {title}",
+        "",
+        f"{verdict(metrics.accuracy_delta)} "
+        f"({_pct(metrics.baseline_accuracy)} -> {_pct(metrics.finetuned_accuracy)} "
+        f"on {metrics.test_images} test images).",
+        "",
+        f"| checkpoint | epochs | kept epoch | test accuracy | test loss |{tta_head}",
+        f"| --- | --- | ---: | ---: | ---: |{tta_rule}",
+        f"| baseline: frozen base, new head ({optimizer_text(params.phase1)}) | 1-{start - 1} "
+        f"| {kept[Phase.EXTRACT]} | {_pct(metrics.baseline_accuracy)} "
+        f"| {metrics.baseline_loss:.4f} |{tta_cell('baseline_accuracy_tta')}",
+        f"| fine-tuned: last {params.phase2.unfreeze_last} base layers unfrozen, BatchNorm frozen "
+        f"({optimizer_text(params.phase2)}) | {start}-{last} | {kept[Phase.FINETUNE]} "
+        f"| {_pct(metrics.finetuned_accuracy)} | {metrics.finetuned_loss:.4f} "
+        f"|{tta_cell('finetuned_accuracy_tta')}",
+        f"| change | | | {_points(metrics.accuracy_delta)} "
+        f"| {metrics.finetuned_loss - metrics.baseline_loss:+.4f} "
+        f"|{tta_cell('accuracy_delta_tta', points=True)}",
+        "",
+        f"Base: {params.backbone.title}, weights `{params.model.weights}`.",
+        "",
+        f"![Validation accuracy, loss and learning rate over epochs 1-{last}; fine-tuning starts "
+        f"at epoch {start}; stars mark the epochs kept]({image})",
+        "",
+        "## What ran",
+        "",
+        *recipe_lines(params, summaries),
+        "",
+        "## Validation curves",
+        "",
+        f"- Best validation accuracy in phase 1: {_pct(best1_acc)} at epoch {best1}.",
+        f"- Best validation accuracy in phase 2: {_pct(best2_acc)} at epoch {best2}.",
+        f"- Validation loss went from {history['val_loss'].iloc[start - 2]:.4f} at the end of "
+        f"phase 1 to {history['val_loss'].iloc[-1]:.4f} at epoch {last}.",
+        "",
+        "## Per-class test accuracy",
+        "",
+        "| class | baseline | fine-tuned | change |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, base in per_class.baseline.items():
+        tuned = per_class.finetuned[name]
+        change = "n/a" if base is None or tuned is None else _points(tuned - base)
+        cell = name.replace("|", "\\|")  # a class folder may be named "a|b"
+        lines.append(f"| {cell} | {_pct(base)} | {_pct(tuned)} | {change} |")
+    return "\n".join(lines) + "\n"

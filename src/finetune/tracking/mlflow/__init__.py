@@ -1,0 +1,51 @@
+"""MLflow as a ``Tracker``: the store (``store``), the runs of an execution (``runs``),
+lineage between stages (``lineage``), logged models (``models``), the comparison run's
+series (``series``) and the tracker itself (``tracker``)."""
+
+from __future__ import annotations
+
+from src.finetune.params import Params
+from src.finetune.tracking.mlflow.runs import (
+    close_orphaned_runs,
+    comparison_run,
+    context_tags,
+    experiment_id_for,
+    stage_run,
+)
+from src.finetune.tracking.mlflow.store import (
+    check_server,
+    open_store,
+    store_errors_as_one_line,
+    tracking_uri,
+)
+from src.finetune.tracking.mlflow.tracker import MlflowTracker
+
+
+def open_stage_tracker(stage: str, params: Params, logged_params: tuple[str, ...]) -> MlflowTracker:
+    """The stage's run, nested in this execution's comparison run (created by the first
+    stage); a store that does not work is one line (``PipelineError``)."""
+    uri = tracking_uri()
+    check_server(uri)
+    with store_errors_as_one_line(uri):
+        with open_store(uri) as client:
+            experiment_id = experiment_id_for(client, params.mlflow.experiment)
+            close_orphaned_runs(client, experiment_id)
+            tags = context_tags()
+            comparison_id = comparison_run(client, experiment_id, params, tags)
+        run_id = stage_run(
+            client, experiment_id, comparison_id, tags, stage, params.select(logged_params)
+        )
+    return MlflowTracker(client, run_id, comparison_id)
+
+
+def open_execution_tracker(params: Params, execution: str, name: str) -> MlflowTracker:
+    """A comparison run of its own for ``execution``, found again by it: a tool logging a
+    whole execution at once (relog) logs to it as its stage run too."""
+    uri = tracking_uri()
+    check_server(uri)
+    with store_errors_as_one_line(uri), open_store(uri) as client:
+        experiment_id = experiment_id_for(client, params.mlflow.experiment)
+        close_orphaned_runs(client, experiment_id)  # the runs a dead server lost track of
+        tags = context_tags(execution)
+        run_id = comparison_run(client, experiment_id, params, tags, name=name)
+    return MlflowTracker(client, run_id, run_id)

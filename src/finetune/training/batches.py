@@ -1,0 +1,85 @@
+"""``tf.data`` pipelines that feed the model: batches of float pixels 0-255 and one-hot labels.
+
+The arrays stay as they are (uint8 images, memory-mapped from the prepared splits, or the
+cached outputs of the frozen part); each batch is gathered by index, converted and
+prefetched, so neither a whole split nor a float32 copy of it is ever made. Training batches
+are shuffled, seeded, in a new order every epoch, and augmented when asked to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from src.finetune.data.prepared import Rows
+from src.finetune.data.splits import Split
+from src.finetune.training.augment import Augmentation
+
+
+def batches(
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle_seed: int | None = None,
+    augmentation: Augmentation | None = None,
+    views: int = 1,
+    view: tf.Variable | None = None,
+) -> tf.data.Dataset:
+    """The split in batches of ``(inputs, one-hot or mixed labels)``.
+
+    ``views`` > 1: the split stacks that many augmented views of the same images one after
+    the other (see ``caching``), and ``view`` holds the one this epoch trains on.
+    """
+    images = tf.nest.map_structure(_gatherer, split.images)
+    labels = tf.convert_to_tensor(split.labels)
+    count = len(split) // views
+    indices = tf.data.Dataset.range(count)
+    if shuffle_seed is not None:
+        indices = indices.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=True)
+    indices = indices.batch(batch_size)
+    if view is not None:
+        indices = indices.map(lambda i: i + tf.cast(view, tf.int64) * count)
+
+    def gather(i: tf.Tensor) -> tuple[Any, tf.Tensor]:
+        picked = tf.nest.map_structure(lambda take: take(i), images)
+        return to_model_inputs(picked, tf.gather(labels, i), split.classes)
+
+    dataset = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    if augmentation is not None:
+        # In order, one batch after the other: the random stream is reproducible only so.
+        dataset = dataset.enumerate().map(lambda b, xy: augmentation(*xy, b))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _gatherer(array: np.ndarray) -> Callable[[tf.Tensor], tf.Tensor]:
+    """How a batch's rows are taken from ``array``: read from disk for a memory-mapped one
+    (only the batch is ever in memory, see ``data.Rows``), from a tensor otherwise."""
+    if isinstance(array, np.memmap):
+        rows = Rows.of(array)
+
+        def read(indices: tf.Tensor) -> tf.Tensor:
+            batch = tf.numpy_function(
+                rows.read, [indices], tf.as_dtype(array.dtype), stateful=False
+            )
+            batch.set_shape([None, *array.shape[1:]])
+            return batch
+
+        return read
+    tensor = tf.convert_to_tensor(array)
+    return lambda indices: tf.gather(tensor, indices)
+
+
+def to_model_inputs(images: Any, labels: tf.Tensor, classes: int) -> tuple[Any, tf.Tensor]:
+    """float32 inputs; integer labels one-hot, labels already mixed (floats) as they are."""
+    floats = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), images)
+    if labels.dtype.is_floating:
+        return floats, labels
+    return floats, tf.one_hot(labels, classes)
+
+
+def inputs_only(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """The inputs of a batched dataset, for ``predict``."""
+    return dataset.map(lambda inputs, _: inputs)

@@ -1,0 +1,200 @@
+"""The first hour of a new user, for real: `make demo` on a fresh clone, then the MLflow UI,
+the plots page and the README's comparison commands, in a headless browser and a terminal
+100 columns wide."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+from tests.support.browser import page_text, rendered_page
+from tests.support.commands import command_env, run
+from tests.support.params import ROOT, write_params
+from tests.support.projects import PROJECT_FILES, copy_files, local_store
+from tests.support.servers import free_port
+
+pytestmark = pytest.mark.e2e
+# What a new user should not have to read: TensorFlow's start-up notices, DVC's warnings about
+# outputs of a commit that has none, Keras's input-structure warning, odd log wording.
+NOISE = (
+    "cuInit",
+    "oneDNN custom operations",
+    "cudart_stub",
+    "absl::InitializeLog",
+    "cpu_feature_guard",
+    "No file hash info found",
+    "structure of `inputs`",
+    "training trainable",
+    "Experiment results have been applied",
+)
+README = (ROOT / "README.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> dict:
+    """A fresh clone of the project (committed, no outputs) where `make demo` ran."""
+    repo = tmp_path_factory.mktemp("clone")
+    copy_files((*PROJECT_FILES, "Makefile"), ROOT, repo)
+    write_params(repo / "params.yaml")
+    run(repo, "git", "init", "-q")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "fresh clone")
+    make = subprocess.run(
+        ["make", "demo", f"PYTHON={sys.executable}"],
+        cwd=repo,
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # interleaved as a terminal shows them
+        text=True,
+        check=False,
+    )
+    assert make.returncode == 0, make.stdout[-3000:]
+    return {"repo": repo, "output": make.stdout}
+
+
+def test_the_demo_shows_real_learning_and_says_what_made_it(demo):
+    metrics = json.loads((demo["repo"] / "reports/metrics.json").read_text())
+    assert metrics["baseline_accuracy"] > 0.5
+    assert metrics["finetuned_accuracy"] > 0.85
+    assert metrics["accuracy_delta"] > 0.1
+    report = (demo["repo"] / "reports/report.md").read_text()
+    assert "digits (your images) · EfficientNetV2B0, random weights" in report
+    assert "CIFAR" not in report
+    with Image.open(demo["repo"] / "reports/figures/validation_curves.png") as figure:
+        assert figure.width > 1000
+
+
+def test_the_demo_ends_with_where_the_results_are(demo):
+    last_lines = demo["output"].strip().splitlines()[-7:]
+    text = "\n".join(last_lines)
+    for where in ("reports/report.md", "reports/figures/validation_curves.png", "make ui"):
+        assert where in text
+
+
+def test_the_demo_prints_nothing_that_reads_like_a_failure(demo):
+    found = [noise for noise in NOISE if noise in demo["output"]]
+    assert found == []
+
+
+def test_the_demo_leaves_params_as_committed_and_its_results_findable(demo):
+    repo = demo["repo"]
+    assert run(repo, "git", "status", "--porcelain", "params.yaml").strip() == ""
+    status = run(repo, "dvc", "status")
+    assert "up to date" not in status, "a dvc repro after the demo runs the real experiment"
+    shown = json.dumps(json.loads(run(repo, "dvc", "exp", "show", "--json")))
+    assert "demo-digits" in shown
+    client = local_store(repo)
+    experiment = client.get_experiment_by_name("cifar10-finetune")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    (comparison,) = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`pipeline.role` = 'comparison'"
+    )
+    assert comparison.info.run_name == "demo-digits"
+    outputs = client.get_run(comparison.info.run_id).outputs.model_outputs
+    models = [client.get_logged_model(output.model_id) for output in outputs]
+    assert sorted(m.name for m in models) == ["baseline_model", "finetuned_model"]
+    finetuned = next(m for m in models if m.name == "finetuned_model")
+    assert {"finetuned_accuracy", "finetuned_loss"} <= {m.key for m in finetuned.metrics}
+
+
+def test_make_ui_lands_on_the_comparison_runs_with_their_numbers(demo):
+    port = free_port()
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "src.ui", "--port", str(port)],
+        cwd=demo["repo"],
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        link = re.search(r"http://\S+", ui.stdout.readline()).group(0)
+        _wait_for(f"http://127.0.0.1:{port}/health", ui)
+        text = page_text(rendered_page(link))
+    finally:
+        os.killpg(ui.pid, 9)
+        ui.wait()
+    assert "Training runs" in text and "demo-digits" in text
+    assert {"finetuned_accuracy", "baseline_accuracy", "accuracy_delta"} <= set(text)
+
+
+def _wait_for(url: str, process: subprocess.Popen) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the UI exited"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer")
+
+
+def test_every_chart_of_plots_diff_draws_offline(demo, tmp_path):
+    out = tmp_path / "plots"
+    run(demo["repo"], "dvc", "plots", "diff", "demo-digits", "-o", str(out))
+    page = (out / "index.html").read_text()
+    assert not re.search(r"<script[^>]+src=", page), "every script is inside the page"
+    vega = re.findall(r"vegaEmbed\('#([^']+)'", page)
+    assert len(vega) == 3, vega  # accuracy, loss, confusion matrix; the figure is an image
+    drawn = rendered_page((out / "index.html").as_uri(), wait_ms=10_000)
+    for chart in vega:
+        block = drawn.split(f'id="{chart}"', 1)[1].split('<div id="', 1)[0]
+        assert re.search(r'<(canvas|svg)[^>]*class="marks"', block), f"{chart} did not draw"
+
+
+def readme_block(heading: str) -> list[str]:
+    """The commands of the first bash block under ``heading`` in the README, as written."""
+    section = README.split(heading, 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def sweep(demo) -> list[tuple[str, subprocess.CompletedProcess]]:
+    """The README's "Comparing and sweeping" commands, run as written on the demo's data."""
+    repo = demo["repo"]
+    # A user who made the digits their data: the demo's params, committed.
+    run(repo, "dvc", "exp", "apply", "demo-digits")
+    run(repo, "git", "add", "params.yaml", "dvc.lock")
+    run(repo, "git", "commit", "-qm", "the digits are my data")
+    results = []
+    for command in readme_block("## Comparing and sweeping"):
+        result = subprocess.run(
+            command,
+            shell=True,
+            cwd=repo,
+            env=command_env(COLUMNS="100"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
+        )
+        results.append((command, result))
+    return results
+
+
+def test_readme_commands_work_as_written_and_fit_100_columns(sweep):
+    assert [command.split()[:3] for command, _ in sweep] == [
+        ["dvc", "exp", "run"],
+        ["dvc", "exp", "run"],
+        ["dvc", "exp", "show"],
+        ["dvc", "metrics", "diff"],
+        ["dvc", "plots", "diff"],
+    ]
+    for command, result in sweep:
+        assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}"
+    for command, result in sweep[2:4]:
+        lines = result.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 100, f"{command}\n{result.stdout}"
+    table = sweep[2][1].stdout
+    assert "lr-1e-4" in table and "lr-1e-3" in table and "finetuned_accuracy" in table
+    assert "finetuned_accuracy" in sweep[3][1].stdout

@@ -1,0 +1,136 @@
+"""Your own images: a folder of class sub-folders becomes stratified splits on disk."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from src.finetune.data import images
+from src.finetune.data.folders import scan_folder
+from src.finetune.data.prepared import load_info, load_split
+from src.finetune.data.sources.folder import prepare_folder
+from src.finetune.errors import PipelineError
+from src.finetune.params import DataParams
+from tests.support.images import image_folder, write_image
+
+
+def data_params(**overrides) -> DataParams:
+    values = {
+        "source": "folder",
+        "url": None,
+        "archive": None,
+        "sha256": None,
+        "folder": "unused",
+        "val_split": 0.2,
+        "test_split": 0.25,
+        "train_limit": None,
+        "test_limit": None,
+        "image_size": 32,
+    }
+    return DataParams(**(values | overrides))
+
+
+def prepare(folder, out, **overrides):
+    data = data_params(folder=folder.name, **overrides)
+    return prepare_folder(data, folder.parent, np.random.default_rng(0), out)
+
+
+def test_a_folder_of_mixed_images_becomes_stratified_splits(tmp_path):
+    folder = image_folder(tmp_path / "photos", per_class=12)
+    sizes = prepare(folder, tmp_path / "prepared")
+    assert sizes == {"train_images": 21, "val_images": 6, "test_images": 9}
+    info = load_info(tmp_path / "prepared")
+    assert info.class_names == ("cat", "dog", "fox") and info.image_shape == (32, 32, 3)
+    for name in ("train", "val", "test"):
+        split = load_split(tmp_path / "prepared", name)
+        assert isinstance(split.images, np.memmap) and split.images.dtype == np.uint8
+        assert np.bincount(split.labels, minlength=3).min() >= 2
+    assert not list((tmp_path / "prepared").glob(".*pool*")), "the pools are removed"
+
+
+def test_given_train_and_test_folders_are_the_splits(tmp_path):
+    image_folder(tmp_path / "photos/train", per_class=5)
+    image_folder(tmp_path / "photos/test", per_class=2)
+    sizes = prepare(tmp_path / "photos", tmp_path / "prepared")
+    assert sizes == {"train_images": 12, "val_images": 3, "test_images": 6}
+
+
+def test_the_same_folder_and_seed_give_the_same_splits(tmp_path):
+    folder = image_folder(tmp_path / "photos", per_class=8)
+    prepare(folder, tmp_path / "a")
+    prepare(folder, tmp_path / "b")
+    for name in ("train", "val", "test"):
+        first, second = load_split(tmp_path / "a", name), load_split(tmp_path / "b", name)
+        assert np.array_equal(first.images, second.images)
+
+
+def test_what_is_not_a_readable_image_is_ignored_or_skipped_and_named(tmp_path, caplog):
+    folder = image_folder(tmp_path / "photos", per_class=6)
+    (folder / "cat/.DS_Store").write_bytes(b"\0\0")
+    (folder / "dog/notes.txt").write_text("taken in May")
+    (folder / "fox/broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    outside = write_image(tmp_path / "secret.png", "RGB", (8, 8), 10)
+    (folder / "cat/link.png").symlink_to(outside)
+    (folder / "dog/loop.png").symlink_to(folder / "dog/loop.png")
+    caplog.set_level(logging.WARNING)
+    sizes = prepare(folder, tmp_path / "prepared", val_split=0.25, test_split=0.25)
+    assert sum(sizes.values()) == 18
+    text = caplog.text
+    assert "skipped 1 file(s) that are not readable images: fox/broken.jpg" in text
+    assert "skipped 2 link(s) pointing outside" in text and "cat/link.png" in text
+    assert "dog/loop.png" in text
+    assert "ignored 2 file(s) that are not images" in text and "dog/notes.txt" in text
+
+
+def test_a_decompression_bomb_is_skipped_and_named(tmp_path, caplog, monkeypatch):
+    folder = image_folder(tmp_path / "photos", per_class=6)
+    Image.new("L", (300, 300)).save(folder / "dog/huge.png")
+    monkeypatch.setattr(images, "MAX_PIXELS", 50_000)
+    caplog.set_level(logging.WARNING)
+    prepare(folder, tmp_path / "prepared")
+    assert "dog/huge.png: 300x300 pixels, over the 50,000 allowed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("layout", "expected"),
+    [
+        ({"cat": 4, "dog": 0}, r"photos/dog holds no images"),
+        ({"cat": 4}, r"needs at least two class sub-folders .* \(found only 'cat'\)"),
+        ({}, r"needs at least two class sub-folders .* \(found none\)"),
+        ({"cat": 6, "dog": 1}, r"split would hold no image of class 'dog'"),
+    ],
+    ids=["empty-class", "one-class", "no-class", "too-few-for-every-split"],
+)
+def test_a_folder_that_cannot_train_stops_with_one_line(tmp_path, layout, expected):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, count in layout.items():
+        (folder / name).mkdir()
+        for i in range(count):
+            write_image(folder / name / f"{i}.png", "RGB", (10, 10), 100)
+    with pytest.raises(PipelineError, match=expected) as caught:
+        prepare(folder, tmp_path / "prepared")
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "prepared/train_images.npy").exists()
+
+
+def test_a_class_folder_linked_from_outside_is_one_line(tmp_path):
+    folder = image_folder(tmp_path / "photos", per_class=6)
+    elsewhere = image_folder(tmp_path / "elsewhere", per_class=6)
+    (folder / "owl").symlink_to(elsewhere / "cat")
+    with pytest.raises(PipelineError, match=r"photos/owl is a link pointing outside"):
+        prepare(folder, tmp_path / "prepared")
+
+
+def test_a_class_folder_name_that_is_not_utf8_is_one_line(tmp_path):
+    folder = image_folder(tmp_path / "photos", per_class=6)
+    os.rename(folder / "dog", os.fsencode(folder) + b"/d\xffg")
+    with pytest.raises(PipelineError, match=r"class folder name 'd\\udcffg' is not printable"):
+        prepare(folder, tmp_path / "prepared")
+
+
+def test_a_missing_folder_names_the_key(tmp_path):
+    with pytest.raises(PipelineError, match=r"data.folder: .*absent is not a folder"):
+        scan_folder(tmp_path / "absent")

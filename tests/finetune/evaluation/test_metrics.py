@@ -1,0 +1,112 @@
+import json
+
+import numpy as np
+import pytest
+
+from src.finetune.errors import PipelineError
+from src.finetune.evaluation.metrics import (
+    HEADLINE,
+    TTA_HEADLINE,
+    Metrics,
+    PerClass,
+    Scores,
+    confusion_rows,
+    per_class_accuracy,
+    read_metrics,
+    read_per_class,
+)
+
+NAMES = tuple(f"c{i}" for i in range(10))
+LABELS = np.array([0, 1, 2, 3])
+BASELINE = Scores(loss=1.2, accuracy=0.25, predictions=np.array([0, 0, 0, 0]))
+FINETUNED = Scores(loss=0.8, accuracy=0.75, predictions=np.array([0, 1, 2, 0]))
+
+
+def test_per_class_accuracy_and_absent_classes():
+    labels = np.array([0, 0, 1, 1])
+    predictions = np.array([0, 1, 1, 1])
+    result = per_class_accuracy(labels, predictions, NAMES)
+    assert result["c0"] == 0.5 and result["c1"] == 1.0 and result["c2"] is None
+
+
+def test_comparison_metrics_delta_is_finetuned_minus_baseline():
+    metrics = Metrics.compare(BASELINE, FINETUNED, len(LABELS))
+    assert metrics.accuracy_delta == pytest.approx(0.5)
+    assert metrics.baseline_loss == 1.2 and metrics.finetuned_loss == 0.8
+    assert metrics.test_images == 4
+    per_class = PerClass.compare(BASELINE, FINETUNED, LABELS, NAMES)
+    assert per_class.finetuned["c3"] == 0.0 and per_class.baseline["c0"] == 1.0
+    assert not any(key.endswith("_tta") for key in metrics.headline())
+    assert not metrics.tta
+
+
+def test_tta_adds_its_accuracies_and_delta_beside_the_plain_ones():
+    tta = (Scores(1.0, 0.5, LABELS), Scores(0.7, 1.0, LABELS))
+    metrics = Metrics.compare(BASELINE, FINETUNED, len(LABELS), tta)
+    assert metrics.baseline_accuracy_tta == 0.5 and metrics.finetuned_accuracy_tta == 1.0
+    assert metrics.accuracy_delta_tta == pytest.approx(0.5)
+    assert set(HEADLINE) | set(TTA_HEADLINE) == set(metrics.headline())
+    assert set(metrics.headline()) == {
+        "baseline_accuracy",
+        "finetuned_accuracy",
+        "accuracy_delta",
+        "baseline_loss",
+        "finetuned_loss",
+        "baseline_accuracy_tta",
+        "finetuned_accuracy_tta",
+        "accuracy_delta_tta",
+    }
+
+
+def test_confusion_rows_name_classes_per_image():
+    rows = confusion_rows(np.array([0, 2]), np.array([1, 2]), NAMES)
+    assert rows.to_dict("records") == [
+        {"actual": "c0", "predicted": "c1"},
+        {"actual": "c2", "predicted": "c2"},
+    ]
+
+
+def test_metrics_are_read_back_and_checked(tmp_path):
+    path = tmp_path / "metrics.json"
+    metrics = Metrics.compare(BASELINE, FINETUNED, len(LABELS)).model_dump(exclude_none=True)
+    path.write_text(json.dumps(metrics))
+    assert read_metrics(path).model_dump(exclude_none=True) == metrics
+    path.write_text(json.dumps({k: v for k, v in metrics.items() if k != "finetuned_loss"}))
+    with pytest.raises(PipelineError, match="lacks finetuned_loss; run `dvc repro --force"):
+        read_metrics(path)
+    for damage, message in (
+        ({"accuracy_delta": "high"}, "accuracy_delta: input should be a valid number"),
+        ({"baseline_accuracy": 10**400}, "baseline_accuracy: input should be a valid number"),
+        ({"baseline_accuracy": float("nan")}, "baseline_accuracy: input should be a finite"),
+        ({"baseline_accuracy_tta": 0.5}, "has some of baseline_accuracy_tta"),
+        ({"finetuned_accuracy_tta": "x"}, "finetuned_accuracy_tta: input should be a valid"),
+        ({"test_images": "lots"}, "test_images: input should be a valid integer"),
+    ):
+        path.write_text(json.dumps(metrics | damage))
+        with pytest.raises(PipelineError, match=message):
+            read_metrics(path)
+    path.write_text('{"baseline_accuracy": ' + "9" * 5000 + "}")
+    with pytest.raises(PipelineError, match="is not valid JSON"):
+        read_metrics(path)
+    path.write_text("{")
+    with pytest.raises(PipelineError, match="is not valid JSON"):
+        read_metrics(path)
+
+
+def test_per_class_accuracies_are_read_back_and_checked(tmp_path):
+    path = tmp_path / "per_class.json"
+    per_class = PerClass.compare(BASELINE, FINETUNED, LABELS, NAMES).model_dump()
+    path.write_text(json.dumps(per_class))
+    assert read_per_class(path).model_dump() == per_class
+    for damage, message in (
+        ({"baseline": {}}, "lacks finetuned"),
+        (per_class | {"baseline": {"c0": "x"}}, r"baseline\.c0: input should be a valid number"),
+        (per_class | {"finetuned": {}}, "baseline and finetuned name different classes"),
+        (
+            {side: {"d\udcffg": 0.5} for side in ("baseline", "finetuned")},
+            "is not printable UTF-8 text",
+        ),
+    ):
+        path.write_text(json.dumps(damage))
+        with pytest.raises(PipelineError, match=message):
+            read_per_class(path)

@@ -1,0 +1,108 @@
+"""Every backbone: its layer count and blocks, its own preprocessing inside the model (raw
+0-255 pixels in, nothing normalised twice), BatchNormalization frozen and in inference mode,
+both caches equal to the uncached network, and the offline hint naming its weights file."""
+
+import keras
+import numpy as np
+import pytest
+
+from src.finetune.errors import PipelineError
+from src.finetune.model.backbones import BACKBONES
+from src.finetune.model.network import (
+    InferenceMode,
+    backbone_of,
+    base_blocks,
+    base_of,
+    build_model,
+    image_input,
+    training_groups,
+)
+from src.finetune.training.batches import batches
+from src.finetune.training.caching import cut_below_trainable, frozen_outputs
+from tests.support.training import fresh_model, tiny_split, unfreeze
+
+# keras.applications' own preprocessing for each, applied outside the model
+KERAS_PREPROCESSING = {
+    "efficientnetv2b0": keras.applications.efficientnet_v2.preprocess_input,
+    "efficientnetv2b3": keras.applications.efficientnet_v2.preprocess_input,
+    "efficientnetv2s": keras.applications.efficientnet_v2.preprocess_input,
+    "efficientnetb0": keras.applications.efficientnet.preprocess_input,
+    "resnet50v2": keras.applications.resnet_v2.preprocess_input,
+    "mobilenetv3large": keras.applications.mobilenet_v3.preprocess_input,
+    "convnexttiny": keras.applications.convnext.preprocess_input,
+    "densenet121": keras.applications.densenet.preprocess_input,
+}
+
+
+@pytest.fixture(scope="module", params=list(BACKBONES))
+def model(request) -> keras.Model:
+    return fresh_model(dropout=0.0, backbone=request.param)
+
+
+def test_every_backbone_is_covered():
+    assert set(KERAS_PREPROCESSING) == set(BACKBONES)
+    assert {"efficientnetv2b0", "resnet50v2", "mobilenetv3large", "densenet121"} <= set(BACKBONES)
+
+
+def test_layer_count_and_name_are_the_networks(model):
+    backbone = backbone_of(model)
+    assert len(base_of(model).layers) == backbone.layers
+    assert model.name == f"{backbone.name}_classifier"
+
+
+def test_raw_pixels_go_in_and_nothing_is_normalised_twice(model):
+    backbone = backbone_of(model)
+    pixels = tiny_split(n=2).images.astype("float32")
+    front = keras.Model(*image_input(model))
+    ours = base_of(model)(front(pixels), training=False)
+    theirs = base_of(model)(KERAS_PREPROCESSING[backbone.name](pixels.copy()), training=False)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_blocks_partition_the_base_from_the_top(model):
+    blocks = base_blocks(model)
+    layers = base_of(model).layers
+    assert len(blocks) >= 4, [b.name for b in blocks]
+    assert blocks[0].layers[-1] is layers[-1] and blocks[-1].layers[0] is layers[0]
+    assert sum(len(b.layers) for b in blocks) == len(layers)
+    assert len({b.name for b in blocks}) == len(blocks)
+
+
+def test_batchnorm_stays_frozen_and_the_base_in_inference_mode(model):
+    unfreeze(model, backbone_of(model).layers // 3)
+    trainable = [layer for layer in base_of(model).layers if layer.trainable]
+    assert trainable and not any(
+        isinstance(layer, keras.layers.BatchNormalization) for layer in trainable
+    )
+    assert isinstance(model.get_layer("base"), InferenceMode)
+    pixels = tiny_split(n=2).images.astype("float32")
+    np.testing.assert_allclose(model(pixels, training=True), model(pixels, training=False))
+
+
+@pytest.mark.parametrize("share", [None, 3])
+def test_both_caches_equal_the_uncached_network(model, share):
+    """Phase 1 (the pooled features) and phase 2 (cut below the last third of the layers)."""
+    backbone = backbone_of(model)
+    unfreeze(model, backbone.layers // share if share else 0)
+    groups = training_groups(model, backbone.layers // share if share else None)
+    assert groups and all(group.layers for group in groups)
+    split = tiny_split(n=4)
+    cut = cut_below_trainable(model)
+    cached = frozen_outputs(cut.frozen, batches(split, 4))
+    np.testing.assert_allclose(
+        cut.trainable.predict(list(cached), verbose=0),
+        model.predict(split.images.astype("float32"), verbose=0),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_offline_the_hint_names_the_backbones_weights_file(name, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.src.utils.file_utils, "get_file", no_network)
+    backbone = BACKBONES[name]
+    with pytest.raises(PipelineError, match=f"copy {backbone.weights_file} into ~/.keras/models/"):
+        build_model(backbone, "imagenet", 0.0, 32, (32, 32, 3), 10)

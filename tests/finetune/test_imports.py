@@ -1,0 +1,44 @@
+"""Importing the library acts on nothing: no environment variable, import hook of ours,
+logger level or plotting backend changes until a stage or tool runs."""
+
+import json
+import subprocess
+import sys
+
+from tests.support.params import ROOT
+
+PROBE = """
+import importlib, json, logging, os, pkgutil, sys
+before_env, before_hooks = dict(os.environ), list(sys.meta_path)
+before_level = logging.getLogger("mlflow.store.db.utils").level
+import src.finetune
+for module in pkgutil.walk_packages(src.finetune.__path__, "src.finetune."):
+    importlib.import_module(module.name)
+import src.stages.report, src.stages.evaluate, src.relog, src.ui, src.predict
+import matplotlib
+print(json.dumps({
+    "env": sorted(
+        name
+        for name in set(os.environ) ^ set(before_env)
+        if name == "TF_CPP_MIN_LOG_LEVEL" or name.startswith("MLFLOW_")
+    ),
+    "hooks": [
+        type(h).__name__
+        for h in sys.meta_path
+        if h not in before_hooks and type(h).__module__.startswith("src.")
+    ],
+    "level": logging.getLogger("mlflow.store.db.utils").level == before_level,
+    "backend": str(dict.__getitem__(matplotlib.rcParams, "backend")),
+}))
+"""
+
+
+def test_importing_every_module_changes_nothing():
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    effects = json.loads(result.stdout.strip().splitlines()[-1])
+    # matplotlib keeps a sentinel until someone chooses a backend (the old matplotlib.use)
+    assert effects.pop("backend") != "agg"
+    assert effects == {"env": [], "hooks": [], "level": True}

@@ -1,0 +1,163 @@
+from pathlib import Path
+
+import pytest
+
+from src.finetune.errors import PipelineError
+from src.finetune.params import load_params
+from tests.support.params import project_params, write_params
+
+
+def error_for(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(PipelineError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_project_params_are_valid_and_keep_the_documented_defaults():
+    params = project_params()
+    assert params.seed == 42
+    assert params.data.val_split == 0.1
+    assert params.data.train_limit is None
+    assert params.model.weights == "imagenet"
+    assert (params.phase1.epochs, params.phase1.lr, params.phase1.batch_size) == (15, 1e-3, 64)
+    assert (params.phase2.epochs, params.phase2.unfreeze_last, params.phase2.lr) == (10, 40, 1e-5)
+    assert params.mlflow.experiment == "cifar10-finetune"
+
+
+def test_flat_uses_dotted_keys_and_select_takes_sections_or_keys():
+    params = project_params()
+    flat = params.flat()
+    assert flat["phase2.lr"] == 1e-5 and flat["data.train_limit"] is None
+    assert set(params.select(("seed", "phase2"))) == {"seed"} | {
+        f"phase2.{key}"
+        for key in (
+            "epochs", "lr", "batch_size", "optimizer", "weight_decay", "schedule",
+            "warmup_epochs", "label_smoothing", "early_stopping", "unfreeze_last", "lr_decay",
+            "unfreeze_every",
+        )
+    }  # fmt: skip
+
+
+def test_exponent_without_a_dot_is_a_float_as_dvc_writes_it(tmp_path):
+    path = write_params(tmp_path / "params.yaml")
+    path.write_text(path.read_text().replace("lr: 1.0e-05", "lr: 1e-4"))
+    assert load_params(path).phase2.lr == 1e-4
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("phase1.epochs", 0, "phase1.epochs: input should be greater than or equal to 1, got 0"),
+        ("phase2.lr", 0.0, "phase2.lr: input should be greater than 0"),
+        ("phase2.lr", -1e-3, "phase2.lr: input should be greater than 0"),
+        ("data.val_split", 1.0, "data.val_split: input should be less than 1"),
+        ("data.val_split", 0, "data.val_split: input should be greater than 0"),
+        ("phase2.unfreeze_last", 271, "271 is more than the 270 layers of efficientnetv2b0"),
+        ("model.backbone", "vgg16", "model.backbone: unknown backbone 'vgg16'; use one of "),
+        ("data.source", "mnist", "data.source: input should be 'cifar10', 'cifar100' or 'folder'"),
+        ("data.test_split", 1.0, "data.test_split: input should be less than 1"),
+        ("phase1.epochs", "ten", "phase1.epochs: input should be a valid integer, got 'ten'"),
+        ("phase1.batch_size", 32.5, "phase1.batch_size: input should be a valid integer"),
+        ("model.dropout", 1.0, "model.dropout: input should be less than 1"),
+        ("model.weights", "missing.h5", "model.weights: expected imagenet, none or the path"),
+        ("data.sha256", "abc", "data.sha256: string should match pattern"),
+        ("data.train_limit", 0, "data.train_limit: input should be greater than or equal to 1"),
+        ("augment.crop_pad", 17, "augment.crop_pad: input should be less than or equal to 16"),
+        ("augment.rotation", 0.6, "augment.rotation: input should be less than or equal to 0.5"),
+        ("augment.randaugment", 10, "augment.randaugment: input should be less than or equal to 9"),
+        ("augment.mixup", -0.1, "augment.mixup: input should be greater than or equal to 0"),
+        ("augment.cutmix", 2.0, "augment.cutmix: input should be less than or equal to 1"),
+        ("augment.flip", "yes", "augment.flip: input should be a valid boolean, got 'yes'"),
+        ("phase1.optimizer", "rmsprop", "phase1.optimizer: input should be 'adam', 'adamw' or"),
+        ("phase2.schedule", "linear", "phase2.schedule: input should be 'constant' or 'cosine'"),
+        ("phase2.label_smoothing", 1.0, "phase2.label_smoothing: input should be less than 1"),
+        ("phase1.early_stopping", -1, "phase1.early_stopping: input should be greater than or"),
+        ("phase2.lr_decay", 0.0, "phase2.lr_decay: input should be greater than 0"),
+        ("phase2.lr_decay", 1.5, "phase2.lr_decay: input should be less than or equal to 1"),
+        ("phase2.unfreeze_every", -2, "phase2.unfreeze_every: input should be greater than or"),
+        ("evaluate.tta", 9, "evaluate.tta: input should be less than or equal to 8"),
+        ("train.deterministic", "auto", "train.deterministic: input should be a valid boolean"),
+        ("train.cached_views", -1, "train.cached_views: input should be greater than or equal"),
+        ("phase1.warmup_epochs", 15, "phase1.warmup_epochs: 15 must be fewer than the phase's"),
+        ("seed", 2**32, "seed: input should be less than 4294967296, got 4294967296"),
+        ("phase1.epochs", 10**9, "phase1.epochs: input should be less than or equal to 10000"),
+        ("phase2.batch_size", 10**6, "phase2.batch_size: input should be less than or equal to"),
+        ("phase2.lr", float("inf"), "phase2.lr: input should be a finite number, got inf"),
+        ("mlflow.registered_model", "team/model", "mlflow.registered_model: string should match"),
+        ("mlflow.experiment", "x" * 501, "mlflow.experiment: string should have at most 500"),
+        ("train.worker_timeout_s", 0, "train.worker_timeout_s: input should be greater than or"),
+        ("phase2.lr", "1" * 5000, "phase2.lr: input should be a valid number, got '1111"),
+        ("evaluate", None, "evaluate: input should be a valid dictionary, got None"),
+        ("train.mixed_precision", "yes", "train.mixed_precision: input should be 'auto', true or"),
+        ("data.folder", "a\0b", "data.folder: string should match pattern"),
+        ("data.archive", "a" * 5000, "data.archive: string should have at most 4096 characters"),
+        ("model.weights", "a" * 300, "model.weights: expected imagenet, none or the path"),
+    ],
+)
+def test_bad_values_name_the_key_what_it_got_and_what_is_allowed(tmp_path, key, value, expected):
+    path = write_params(tmp_path / "params.yaml", {key: value})
+    with pytest.raises(PipelineError, match=None) as caught:
+        load_params(path)
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 400
+
+
+def test_unknown_key_is_a_typo_with_the_allowed_keys_listed(tmp_path):
+    path = write_params(tmp_path / "params.yaml")
+    path.write_text(path.read_text().replace("  lr: 1.0e-05", "  lrr: 1.0e-05"))
+    message = error_for(tmp_path, path.read_text())
+    assert "phase2.lrr: unknown key; did you mean lr?" in message
+    assert "allowed here: epochs, lr, batch_size, optimizer, weight_decay, schedule" in message
+
+
+def test_unknown_top_level_section(tmp_path):
+    text = write_params(tmp_path / "params.yaml").read_text() + "optimiser: sgd\n"
+    assert "optimiser: unknown key" in error_for(tmp_path, text)
+
+
+def test_missing_key(tmp_path):
+    text = write_params(tmp_path / "params.yaml").read_text().replace("  dropout: 0.3", "")
+    assert "model.dropout: missing key" in error_for(tmp_path, text)
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    message = error_for(tmp_path, "seed: 42\ndata: [unclosed\n")
+    assert "malformed YAML" in message and "line" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("seed: 42\n".encode("utf-16"), "byte 0 is not UTF-8 text; save the file as UTF-8"),
+        (b"seed: " + b"9" * 5000 + b"\n", "a value YAML cannot read"),
+        (b"seed: " + b"[" * 10_000 + b"\n", "a value YAML cannot read"),
+    ],
+)
+def test_a_file_yaml_cannot_read_is_one_line(tmp_path, content, expected):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content)
+    with pytest.raises(PipelineError, match=None) as caught:
+        load_params(path)
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_not_a_mapping(tmp_path):
+    assert "expected a mapping" in error_for(tmp_path, "- a\n- b\n")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(PipelineError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_weights_may_be_an_existing_file(tmp_path):
+    weights = tmp_path / "base.weights.h5"
+    weights.write_bytes(b"")
+    path = write_params(tmp_path / "params.yaml", {"model.weights": str(weights)})
+    assert load_params(path).model.keras_weights == str(weights)
+    path = write_params(tmp_path / "params.yaml", {"model.weights": "none"})
+    assert load_params(path).model.keras_weights is None

@@ -1,0 +1,188 @@
+"""The training core: epochs, learning rates, unfreezing steps and early stopping."""
+
+import math
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.finetune.errors import PipelineError
+from src.finetune.model.network import base_of
+from src.finetune.training.history import HISTORY_COLUMNS
+from src.finetune.training.loop import _fail_on_divergence, phase_loss, unfreezing_steps
+from src.finetune.training.optimization import learning_rate
+from tests.support.training import brief_train, fresh_model, tiny_plan, tiny_split
+
+BLOCK6, BLOCK5 = 121, 73  # layers of EfficientNetV2B0's top block (with the top conv), block5
+
+
+class Watch(keras.callbacks.Callback):
+    """Records, at every epoch's start, what trains; at every batch's start, the rate."""
+
+    def __init__(self, network: keras.Model) -> None:
+        super().__init__()
+        self.network = network
+        self.trainable: dict[int, set[str]] = {}
+        self.rates: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        base = base_of(self.network).layers
+        self.trainable[epoch + 1] = {layer.name for layer in base if layer.trainable}
+
+    def on_train_batch_begin(self, batch, logs=None):
+        optimizer = self.model.optimizer
+        if isinstance(optimizer, keras.optimizers.MultiOptimizer):
+            optimizer = optimizer.optimizers[0]
+        self.rates.append(float(optimizer.learning_rate))
+
+
+def test_train_continues_the_epoch_count_and_reports_each_epoch_live():
+    seen = []
+    logger = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append((epoch + 1, sorted(logs)))
+    )
+    history = brief_train(fresh_model(), callbacks=(logger,), epochs=2, initial_epoch=3)
+    assert history.frame["epoch"].tolist() == [4, 5]
+    assert list(history.frame.columns) == [*HISTORY_COLUMNS, "lr"]
+    assert [epoch for epoch, _ in seen] == [4, 5]
+    assert set(HISTORY_COLUMNS[1:]) | {"lr"} <= set(seen[0][1])
+    assert history.kept_epoch == 5 and not history.stopped_early
+    assert history.frame.drop(columns="epoch").map(math.isfinite).all().all()
+
+
+def test_non_finite_loss_stops_with_the_lr_to_lower():
+    frame = pd.DataFrame({"epoch": [1, 2], "loss": [2.3, float("nan")]})
+    with pytest.raises(PipelineError, match=r"not finite at epoch 2; lower phase1\.lr"):
+        _fail_on_divergence(frame, "phase1.lr")
+    _fail_on_divergence(frame.iloc[:1], "phase1.lr")
+
+
+def test_label_smoothing_gives_the_loss_of_a_hand_computed_case():
+    labels, probabilities = np.array([[0.0, 1.0, 0.0]]), np.array([[0.2, 0.7, 0.1]])
+    # Smoothing 0.3 over 3 classes: the target (0, 1, 0) becomes (0.1, 0.8, 0.1).
+    expected = -(0.1 * math.log(0.2) + 0.8 * math.log(0.7) + 0.1 * math.log(0.1))
+    loss = phase_loss(tiny_plan(label_smoothing=0.3))(labels, probabilities)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    plain = -math.log(0.7)
+    assert float(phase_loss(tiny_plan())(labels, probabilities)) == pytest.approx(plain, rel=1e-5)
+
+
+def test_training_uses_the_smoothed_loss():
+    model = fresh_model()
+    brief_train(model, label_smoothing=0.2)
+    assert model.loss.get_config()["label_smoothing"] == 0.2
+
+
+def test_the_rate_follows_warm_up_then_cosine_at_every_training_step():
+    model, steps_per_epoch = fresh_model(), 2  # 20 images in batches of 10
+    watch = Watch(model)
+    history = brief_train(
+        model, callbacks=(watch,), epochs=4, schedule="cosine", warmup_epochs=1, lr=0.01
+    )
+    total, warmup = 4 * steps_per_epoch, steps_per_epoch
+    expected = [
+        0.01 * step / warmup
+        if step < warmup
+        else 0.005 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+        for step in range(total)
+    ]
+    np.testing.assert_allclose(watch.rates, expected, rtol=1e-5, atol=1e-9)
+    schedule = learning_rate(0.01, "cosine", warmup, total)
+    assert history.frame["lr"].tolist() == pytest.approx(
+        [float(schedule(steps_per_epoch * e)) for e in (1, 2, 3, 4)], abs=1e-9
+    )
+
+
+def test_constant_rate_with_warm_up_holds_the_peak_after_it():
+    schedule = learning_rate(0.01, "constant", warmup_steps=4, total_steps=10)
+    assert [round(float(schedule(s)), 6) for s in range(0, 10, 2)] == [0, 0.005, 0.01, 0.01, 0.01]
+    assert learning_rate(0.01, "constant", 0, 10) == 0.01
+
+
+def test_unfreezing_steps_add_a_group_every_n_epochs_until_the_phase_ends():
+    plan = tiny_plan(initial_epoch=15, epochs=10, unfreeze_every=3)
+    assert [(s.first, s.end, s.groups) for s in unfreezing_steps(plan, 3)] == [
+        (15, 18, 1),
+        (18, 21, 2),
+        (21, 25, 3),
+    ]
+    late = tiny_plan(initial_epoch=15, epochs=4, unfreeze_every=3)
+    assert [(s.first, s.end, s.groups) for s in unfreezing_steps(late, 3)] == [
+        (15, 18, 1),
+        (18, 19, 2),
+    ]
+    assert len(unfreezing_steps(tiny_plan(epochs=10), 3)) == 1
+
+
+def test_gradual_unfreezing_grows_the_trainable_set_on_schedule():
+    model = fresh_model()
+    watch = Watch(model)
+    history = brief_train(
+        model,
+        callbacks=(watch,),
+        phase="phase2",
+        initial_epoch=3,
+        epochs=3,
+        unfreeze_last=BLOCK6 + BLOCK5 + 10,
+        unfreeze_every=1,
+        cache=True,
+        cache_budget_gb=1.0,
+    )
+    assert history.frame["epoch"].tolist() == [4, 5, 6]
+    grown = [watch.trainable[epoch] for epoch in (4, 5, 6)]
+    assert all(name.startswith(("block6", "top_")) for name in grown[0])
+    assert grown[0] < grown[1] < grown[2]
+    assert {name[:6] for name in grown[1] - grown[0]} == {"block5"}
+    assert {name[:6] for name in grown[2] - grown[1]} == {"block4"}
+    assert not any("_bn" in name for name in grown[2]), "BatchNormalization stays frozen"
+    assert [(g.name, g.first_epoch) for g in history.groups] == [
+        ("block6", 4),
+        ("block5", 5),
+        ("block4", 6),
+    ]
+
+
+def test_gradual_unfreezing_on_the_cache_matches_streaming():
+    """One cut below the whole unfrozen range serves every step: same numbers as streaming."""
+    splits = (tiny_split(n=40), tiny_split(n=20, seed=1))
+    plan = {
+        "phase": "phase2",
+        "epochs": 2,
+        "unfreeze_last": BLOCK6 + 10,
+        "unfreeze_every": 1,
+        "lr_decay": 0.5,
+        "cache_budget_gb": 1.0,
+    }
+    streamed = brief_train(fresh_model(), splits, cache=False, **plan)
+    cached = brief_train(fresh_model(), splits, cache=True, **plan)
+    assert "cached outputs" in cached.inputs and "streaming" in streamed.inputs
+    np.testing.assert_allclose(cached.frame["loss"], streamed.frame["loss"], rtol=1e-3)
+    np.testing.assert_allclose(cached.frame["val_loss"], streamed.frame["val_loss"], rtol=1e-3)
+
+
+class Snapshots(keras.callbacks.Callback):
+    def __init__(self, network: keras.Model) -> None:
+        super().__init__()
+        self.network, self.weights = network, {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights[epoch + 1] = [w.copy() for w in self.network.get_weights()]
+
+
+def test_early_stopping_stops_keeps_every_epoch_run_and_restores_the_best():
+    """Validation labels are shifted by one class: the better the model fits the training
+    labels, the worse its validation loss, so the first epoch is the best."""
+    images = tiny_split(n=40)
+    shifted = type(images)(images.images, (images.labels + 1) % 10, 10)
+    model = fresh_model()
+    snapshots = Snapshots(model)
+    history = brief_train(
+        model, (images, shifted), callbacks=(snapshots,), epochs=6, lr=0.01, early_stopping=2
+    )
+    assert history.stopped_early
+    assert history.frame["epoch"].tolist() == [1, 2, 3]
+    assert history.frame["val_loss"].is_monotonic_increasing
+    assert history.kept_epoch == 1
+    for ours, kept in zip(model.get_weights(), snapshots.weights[1], strict=True):
+        np.testing.assert_array_equal(ours, kept)

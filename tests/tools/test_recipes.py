@@ -1,0 +1,51 @@
+"""Named recipes: valid params on top of params.yaml, turned into `dvc exp run -S` arguments."""
+
+import shutil
+
+import pytest
+
+from src.finetune.errors import PipelineError
+from src.finetune.params import check_params, read_yaml
+from src.recipes import apply, load_recipe, set_arguments
+from tests.support.params import ROOT, committed_params
+
+
+@pytest.fixture
+def in_project(tmp_path, monkeypatch):
+    """The project's recipes on its committed params.yaml, whatever the workspace's says."""
+    shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
+    (tmp_path / "params.yaml").write_text(committed_params())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_the_strong_recipe_turns_on_every_technique_it_documents(in_project):
+    recipe = load_recipe("strong")
+    params = check_params(apply(read_yaml(in_project / "params.yaml"), recipe), where=in_project)
+    assert params.augment.flip and params.augment.crop_pad == 4
+    for phase in (params.phase1, params.phase2):
+        assert (phase.optimizer, phase.schedule, phase.label_smoothing) == ("adamw", "cosine", 0.1)
+        assert phase.weight_decay > 0 and phase.warmup_epochs >= 1
+    assert params.phase2.lr_decay < 1 and params.phase2.unfreeze_every > 0
+    assert params.evaluate.tta > 0
+
+
+def test_arguments_set_each_key_as_dvc_reads_them():
+    arguments = set_arguments({"augment.flip": True, "phase2.lr": 1e-4, "data.test_limit": None})
+    assert arguments == [
+        "-S", "augment.flip=true", "-S", "phase2.lr=0.0001", "-S", "data.test_limit=null",
+    ]  # fmt: skip
+
+
+def test_a_recipe_with_a_bad_key_or_value_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(committed_params())
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes/typo.yaml").write_text("phase2.lrr: 0.001\n")
+    (tmp_path / "recipes/bad.yaml").write_text("phase2.lr_decay: 2\n")
+    with pytest.raises(PipelineError, match=r"recipes/typo.yaml: phase2.lrr: unknown key"):
+        load_recipe("typo")
+    with pytest.raises(PipelineError, match=r"phase2.lr_decay: input should be less than"):
+        load_recipe("bad")
+    with pytest.raises(PipelineError, match="recipes here: bad, typo"):
+        load_recipe("absent")
