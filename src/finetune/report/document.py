@@ -157,7 +157,7 @@ def render_report(
         f"| {metrics.finetuned_loss - metrics.baseline_loss:+.4f} "
         f"|{tta_cell('accuracy_delta_tta', points=True)}",
         "",
-        f"Base: {params.backbone.title}, weights `{params.model.weights}`.",
+        f"Base: {params.backbone.title}, {params.backbone.weights_source(params.model.weights)}.",
         "",
         f"![Validation accuracy, loss and learning rate over epochs 1-{last}; fine-tuning starts "
         f"at epoch {start}; stars mark the epochs kept]({image})",

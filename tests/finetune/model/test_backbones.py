@@ -31,6 +31,10 @@ KERAS_PREPROCESSING = {
     "mobilenetv3large": keras.applications.mobilenet_v3.preprocess_input,
     "convnexttiny": keras.applications.convnext.preprocess_input,
     "densenet121": keras.applications.densenet.preprocess_input,
+    # Google's EfficientNet-Lite: (x - 127) / 128
+    **dict.fromkeys(
+        ("efficientnetlite0", "efficientnetlite1", "efficientnetlite2"), lambda x: (x - 127) / 128
+    ),
 }
 
 
@@ -97,7 +101,16 @@ def test_both_caches_equal_the_uncached_network(model, share):
     )
 
 
-@pytest.mark.parametrize("name", list(BACKBONES))
+DOWNLOADED = [name for name, backbone in BACKBONES.items() if not backbone.installed_weights]
+INSTALLED = [name for name, backbone in BACKBONES.items() if backbone.installed_weights]
+
+
+def test_the_lite_backbones_bring_their_weights_and_the_others_download_them():
+    assert INSTALLED == ["efficientnetlite0", "efficientnetlite1", "efficientnetlite2"]
+    assert all(BACKBONES[name].weights_file for name in DOWNLOADED)
+
+
+@pytest.mark.parametrize("name", DOWNLOADED)
 def test_offline_the_hint_names_the_backbones_weights_file(name, monkeypatch):
     def no_network(*args, **kwargs):
         raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
@@ -106,3 +119,15 @@ def test_offline_the_hint_names_the_backbones_weights_file(name, monkeypatch):
     backbone = BACKBONES[name]
     with pytest.raises(PipelineError, match=f"copy {backbone.weights_file} into ~/.keras/models/"):
         build_model(backbone, "imagenet", 0.0, 32, (32, 32, 3), 10)
+
+
+@pytest.mark.parametrize("name", INSTALLED)
+def test_offline_the_installed_imagenet_weights_load(name, monkeypatch, tmp_path):
+    def no_network(*args, **kwargs):
+        raise AssertionError("nothing may be downloaded")
+
+    monkeypatch.setattr(keras.src.utils.file_utils, "get_file", no_network)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    model = build_model(BACKBONES[name], "imagenet", 0.0, 32, (32, 32, 3), 10)
+    assert backbone_of(model).name == name
+    assert "ImageNet weights from efficientnet-lite" in BACKBONES[name].weights_source("imagenet")

@@ -64,6 +64,7 @@ def test_report_has_the_numbers_the_figure_and_the_per_class_table():
     assert "| 16-25 | 25 | 85.00% | 0.4500 |" in text
     assert "last 40 base layers unfrozen" in text and "(Adam lr 1e-05)" in text
     assert "](figures/validation_curves.png)" in text
+    assert "Base: EfficientNetV2B0, ImageNet weights from keras.applications" in text
     assert "| cat | 50.00% | 75.00% | +25.00 points |" in text
     assert "| dog | n/a | n/a | n/a |" in text
     assert "- Augmentation (both phases): none." in text
