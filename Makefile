@@ -24,8 +24,7 @@ repro: ## The full experiment (needs network once for CIFAR-10 and the ImageNet 
 	PATH="$(BIN):$$PATH" $(BIN)dvc repro
 
 strong-recipe: ## The strong fine-tuning recipe (recipes/strong.yaml) as the experiment strong-recipe
-	args=$$($(PYTHON) -m src.recipes strong) && \
-	  PATH="$(BIN):$$PATH" $(BIN)dvc exp run -n strong-recipe $$args
+	PATH="$(BIN):$$PATH" $(PYTHON) -m src.recipes strong --run
 
 test: ## The whole test suite, end-to-end tests included (~19 min on 2 CPU cores)
 	$(PYTHON) -m pytest

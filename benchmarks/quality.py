@@ -163,6 +163,26 @@ def plot(results: dict[str, Any], path: Path) -> None:
     figure.savefig(path, dpi=110, bbox_inches="tight")
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The tables docs/quality.md shows: mean ± std over the seeds, and the wall time."""
+    lines = []
+    for name, table in results["datasets"].items():
+        lines += [
+            f"**{name}** ({next(iter(table.values()))['seeds']} seeds a row)",
+            "",
+            "| row | phase 1 (frozen) | phase 2 (fine-tuned) | phase 2 with TTA | wall time |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for row, result in table.items():
+            cells = [
+                f"{result[key]:.3f} ± {result[f'{key}_std']:.3f}" if key in result else "n/a"
+                for key in ("baseline_accuracy", "finetuned_accuracy", "finetuned_accuracy_tta")
+            ]
+            lines.append(f"| {row} | {' | '.join(cells)} | {result['wall_s']:.0f} s |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-class", type=int, nargs="+", default=[100, 1000])
@@ -171,7 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", nargs="+", help="only these rows (default: all)")
     parser.add_argument("--digits", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", type=Path, default=ROOT / "reports/quality.json")
+    parser.add_argument("--table", action="store_true", help="print --out's tables and stop")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(args.out.read_text())))
+        return
     try:
         fashion_mnist.split("t10k")
     except fashion_mnist.Missing as missing:
@@ -203,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     plot(results, args.out.parent / "figures" / "quality.png")
-    print(json.dumps(results["datasets"], indent=1)[:5000])
+    print(markdown(results))
 
 
 if __name__ == "__main__":

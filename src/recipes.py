@@ -9,6 +9,8 @@ is checked against the params schema, applied to params.yaml, before anything ru
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -28,17 +30,26 @@ def load_recipe(name: str, root: Path = Path()) -> dict[str, Any]:
         known = ", ".join(sorted(p.stem for p in recipes.glob("*.yaml"))) or "none"
         raise PipelineError(f"{path} not found; recipes here: {known}")
     overrides = read_yaml(path)
-    check_params(apply(read_yaml(root / "params.yaml"), overrides), where=path)
+    try:
+        tree = apply(read_yaml(root / "params.yaml"), overrides)
+    except PipelineError as error:
+        raise PipelineError(f"{path}: {error}") from None
+    check_params(tree, where=path)
     return overrides
 
 
 def apply(tree: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """``tree`` with each dotted key of ``overrides`` set, as `dvc exp run -S` would set it."""
     for dotted, value in overrides.items():
+        if not isinstance(dotted, str) or not dotted:
+            raise PipelineError(f"{dotted!r}: a key is a dotted name such as phase2.lr")
         *sections, key = dotted.split(".")
         node = tree
-        for section in sections:
+        for depth, section in enumerate(sections):
             node = node.setdefault(section, {})
+            if not isinstance(node, dict):
+                where = ".".join(sections[: depth + 1])
+                raise PipelineError(f"{dotted}: {where} is a value, not a section of params.yaml")
         node[key] = value
     return tree
 
@@ -52,19 +63,35 @@ def write_params(path: Path, tree: dict[str, Any]) -> None:
 
 
 def set_arguments(overrides: dict[str, Any]) -> list[str]:
-    """`dvc exp run` arguments that set each key: ``-S phase2.lr=0.0001``."""
-    arguments = []
-    for key, value in overrides.items():
-        text = "true" if value is True else "false" if value is False else value
-        arguments += ["-S", f"{key}={'null' if value is None else text}"]
-    return arguments
+    """`dvc exp run` arguments that set each key: ``-S phase2.lr=0.0001``, each value written
+    so that DVC, which reads it as YAML, gets it back with its type (``"123"`` stays text)."""
+    return [part for key, value in overrides.items() for part in ("-S", f"{key}={_yaml(value)}")]
+
+
+def _yaml(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    text = str(value)
+    if isinstance(value, str) and YAML(typ="safe", pure=True).load(text or "''") != value:
+        return json.dumps(value)  # JSON strings are YAML strings
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", help="a recipe in recipes/, e.g. strong")
+    parser.add_argument(
+        "--run", action="store_true", help="run it as the DVC experiment <name>-recipe"
+    )
     args = parser.parse_args(argv)
-    print(shlex.join(set_arguments(load_recipe(args.name))))
+    arguments = set_arguments(load_recipe(args.name))
+    if not args.run:
+        print(shlex.join(arguments))
+        return
+    # No shell between the recipe and DVC: a value with spaces stays one argument.
+    command = ["dvc", "exp", "run", "-n", f"{args.name}-recipe", *arguments]
+    print(shlex.join(command), flush=True)
+    os.execvp("dvc", command)
 
 
 if __name__ == "__main__":

@@ -220,5 +220,4 @@ def test_queued_sweeps_run_as_the_readme_shows_them(sweep, demo):
         time.sleep(5)
     assert status.count("Success") >= 2, status
     shown = json.dumps(json.loads(run(repo, "dvc", "exp", "show", "--json")))
-    assert "lr-3e-4" in shown and "lr-3e-5" in shown
-
+    assert "tta-2" in shown and "tta-4" in shown

@@ -56,7 +56,10 @@ def write_folder(root: Path, train_per_class: int, test_per_class: int, seed: in
     """``root/train/<class>/*.png`` from the training photos and ``root/test/<class>/*.png``
     from the test photos: the pipeline's folder layout with the test split given."""
     rng = np.random.default_rng(seed)
-    for part, name, count in (("train", "train", train_per_class), ("test", "t10k", test_per_class)):
+    for part, name, count in (
+        ("train", "train", train_per_class),
+        ("test", "t10k", test_per_class),
+    ):
         images, labels = split(name)
         for index in pick(labels, count, rng):
             path = root / part / CLASSES[labels[index]] / f"{index:05d}.png"

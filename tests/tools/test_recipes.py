@@ -1,8 +1,13 @@
 """Named recipes: valid params on top of params.yaml, turned into `dvc exp run -S` arguments."""
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
+from ruamel.yaml import YAML
 
 from src.finetune.errors import PipelineError
 from src.finetune.params import check_params, read_yaml
@@ -49,3 +54,49 @@ def test_a_recipe_with_a_bad_key_or_value_is_refused_before_anything_runs(tmp_pa
         load_recipe("bad")
     with pytest.raises(PipelineError, match="recipes here: bad, typo"):
         load_recipe("absent")
+
+
+def test_keys_that_are_no_dotted_names_of_sections_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(committed_params())
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes/deep.yaml").write_text("phase2.lr.x: 1\n")
+    (tmp_path / "recipes/number.yaml").write_text("1: 2\n")
+    with pytest.raises(PipelineError, match=r"deep.yaml: phase2.lr.x: phase2.lr is a value, not"):
+        load_recipe("deep")
+    with pytest.raises(PipelineError, match=r"number.yaml: 1: a key is a dotted name"):
+        load_recipe("number")
+
+
+def test_values_keep_their_type_and_spaces_as_dvc_reads_them():
+    overrides = {"mlflow.registered_model": "my model", "mlflow.experiment": "123", "seed": 7}
+    arguments = set_arguments(overrides)
+    assert arguments[1::2] == [
+        "mlflow.registered_model=my model",
+        'mlflow.experiment="123"',
+        "seed=7",
+    ]
+    for argument, value in zip(arguments[1::2], overrides.values(), strict=True):
+        text = argument.split("=", 1)[1]
+        assert YAML(typ="safe", pure=True).load(text) == value
+
+
+def test_run_hands_dvc_each_value_as_one_argument(tmp_path, monkeypatch):
+    (tmp_path / "params.yaml").write_text(committed_params())
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes/named.yaml").write_text('mlflow.registered_model: "my model"\n')
+    fake = tmp_path / "bin/dvc"
+    fake.parent.mkdir()
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    fake.chmod(0o755)
+    result = subprocess.run(
+        [sys.executable, "-m", "src.recipes", "named", "--run"],
+        cwd=tmp_path,
+        env=os.environ | {"PATH": f"{fake.parent}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    argv = json.loads(result.stdout.strip().splitlines()[-1])
+    assert argv == ["exp", "run", "-n", "named-recipe", "-S", "mlflow.registered_model=my model"]

@@ -9,15 +9,15 @@ normalised twice and a saved model needs no preprocessing outside it. Each also 
 layer names show its blocks, for discriminative learning rates and gradual unfreezing, and
 which weights file Keras downloads, for the offline hint.
 
-TensorFlow-free until a base is built: the params schema bounds ``phase2.unfreeze_last`` by
-``layers`` without building anything (tests check the counts against the real networks).
+TensorFlow-free: records only, built by ``network``; the params schema bounds
+``phase2.unfreeze_last`` by ``layers`` without building anything (tests check the counts
+against the real networks).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from src.finetune.model import pretrained
 
@@ -93,33 +93,3 @@ BACKBONES = {
                  EFFICIENTNET_BLOCKS, "inside", "efficientnet_lite2", family="lite"),
     )
 }  # fmt: skip
-
-
-def build_base(backbone: Backbone, weights: str | None, input_shape: tuple[int, ...]) -> Any:
-    """The network without its top; raises what its builder raises."""
-    if backbone.family == "lite":
-        from src.finetune.model import efficientnet_lite
-
-        return efficientnet_lite.base(backbone.constructor, weights, input_shape)
-    import keras
-
-    constructor = getattr(keras.applications, backbone.constructor)
-    return constructor(include_top=False, weights=weights, input_shape=input_shape)
-
-
-def preprocessing_layers(backbone: Backbone) -> list[Any]:
-    """Layers that give the base the pixels it was trained on, where it lacks them."""
-    import keras
-
-    if backbone.preprocessing == "tf":
-        return [keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")]
-    if backbone.preprocessing == "torch":
-        return [
-            keras.layers.Rescaling(1 / 255.0, name="preprocess_scale"),
-            keras.layers.Normalization(
-                mean=IMAGENET_MEAN,
-                variance=[s**2 for s in IMAGENET_STD],
-                name="preprocess_normalize",
-            ),
-        ]
-    return []

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import keras
 
 from src.finetune.errors import PipelineError
-from src.finetune.model.backbones import BACKBONES, Backbone, build_base, preprocessing_layers
+from src.finetune.model import efficientnet_lite
+from src.finetune.model.backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, Backbone
 
 BASE_NAME = "base"
 RESIZE_NAME = "resize"
@@ -62,6 +63,33 @@ def build_model(
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(classes, activation="softmax", dtype="float32", name="probs")(x)
     return keras.Model(inputs, outputs, name=f"{backbone.name}_classifier")
+
+
+def build_base(
+    backbone: Backbone, weights: str | None, input_shape: tuple[int, ...]
+) -> keras.Model:
+    """The network without its top; raises what its builder raises."""
+    if backbone.family == "lite":
+        return efficientnet_lite.base(backbone.constructor, weights, input_shape)
+    constructor = getattr(keras.applications, backbone.constructor)
+    return constructor(include_top=False, weights=weights, input_shape=input_shape)
+
+
+def preprocessing_layers(backbone: Backbone) -> list[keras.layers.Layer]:
+    """Layers that give the base the pixels it was trained on, where it lacks them."""
+
+    if backbone.preprocessing == "tf":
+        return [keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")]
+    if backbone.preprocessing == "torch":
+        return [
+            keras.layers.Rescaling(1 / 255.0, name="preprocess_scale"),
+            keras.layers.Normalization(
+                mean=IMAGENET_MEAN,
+                variance=[s**2 for s in IMAGENET_STD],
+                name="preprocess_normalize",
+            ),
+        ]
+    return []
 
 
 def _load_base(backbone: Backbone, weights: str | None, size: tuple[int, int, int]) -> keras.Model:

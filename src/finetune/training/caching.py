@@ -63,7 +63,8 @@ class NetworkCut:
         """What trains on the cache, in words for the log."""
         if self.trainable.name == "head":
             return "the head"
-        top = len(self.trainable.get_layer(BASE_NAME).layer.layers) - len(self.frozen.inputs)
+        layers = self.trainable.get_layer(BASE_NAME).layer.layers
+        top = sum(not isinstance(layer, keras.layers.InputLayer) for layer in layers)
         return f"the head and the top {top} layers of the base"
 
     def bytes_per_image(self) -> int:

@@ -16,6 +16,10 @@ from src.finetune.files import read_json
 from src.finetune.params import Phase
 
 HISTORY_COLUMNS = ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+# What each number of a history can be: accuracies are fractions; losses finite, not negative.
+FRACTION = (0.0, 1.0, "an accuracy between 0 and 1")
+LOSS = (0.0, 1e300, "a finite loss of 0 or more")
+BOUNDS = {"accuracy": FRACTION, "val_accuracy": FRACTION, "loss": LOSS, "val_loss": LOSS}
 
 
 def history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
@@ -51,6 +55,13 @@ def read_history(path: Path) -> pd.DataFrame:
     epochs = numbers["epoch"]
     if (epochs % 1 != 0).any() or (epochs.diff().dropna() != 1).any():
         raise PipelineError(f"{path}: its epochs do not count up one at a time; {fix}")
+    for column, (low, high, meaning) in BOUNDS.items():
+        outside = numbers[~numbers[column].between(low, high)]
+        if len(outside):
+            value, epoch = outside[column].iloc[0], int(outside["epoch"].iloc[0])
+            raise PipelineError(
+                f"{path}: {column} is {value} at epoch {epoch}, not {meaning}; {fix}"
+            )
     return numbers.astype({"epoch": int})
 
 

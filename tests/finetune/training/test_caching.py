@@ -122,3 +122,13 @@ def test_augmentation_never_poisons_the_cache_with_one_plain_view():
 @pytest.mark.parametrize(("image_size", "batch"), [(32, 512), (64, 128), (224, 16)])
 def test_the_frozen_part_runs_in_batches_sized_to_the_image_area(image_size, batch):
     assert cut_below_trainable(fresh(None, image_size)).inference_batch_size() == batch
+
+
+def test_the_cut_names_as_many_base_layers_as_train():
+    """The log and the report count the same layers: those from the lowest trainable one up."""
+    model = fresh(40)
+    layers = model.get_layer("base").layer.layers
+    first = next(i for i, layer in enumerate(layers) if layer.trainable_weights)
+    cut = cut_below_trainable(model)
+    assert cut.describe() == f"the head and the top {len(layers) - first} layers of the base"
+    assert len(layers) - first <= 40

@@ -42,6 +42,16 @@ def test_combined_history_marks_phases_and_rejects_gaps():
         ("epoch,accuracy,loss,val_accuracy,val_loss\n1,abc,1,0.5,1\n", "no number in accuracy"),
         ("epoch,accuracy,loss,val_accuracy,val_loss\n,0.5,1,0.5,1\n", "an empty cell"),
         ("epoch,accuracy,loss,val_accuracy,val_loss\n1,.5,1,.5,1\n3,.5,1,.5,1\n", "one at a time"),
+        (
+            "epoch,accuracy,loss,val_accuracy,val_loss\n1,inf,1,.5,1\n",
+            "accuracy is inf at epoch 1, not an accuracy between 0 and 1",
+        ),
+        ("epoch,accuracy,loss,val_accuracy,val_loss\n1,.5,1,1.5,1\n", "val_accuracy is 1.5 at"),
+        (
+            "epoch,accuracy,loss,val_accuracy,val_loss\n1,.5,-1,.5,1\n",
+            "loss is -1 at epoch 1, not a finite loss of 0 or more",
+        ),
+        ("epoch,accuracy,loss,val_accuracy,val_loss\n1,.5,1,.5,nan\n", "an empty cell|val_loss is"),
     ],
 )
 def test_a_damaged_history_is_one_line(tmp_path, content, message):
