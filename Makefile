@@ -17,7 +17,7 @@ install-gpu: install ## Also install TensorFlow's CUDA libraries, on a machine w
 install-s3: install ## Also install dvc-s3, for DVC remotes on S3 or S3-compatible storage
 	$(BIN)pip install -q -r requirements-s3.txt
 
-demo: ## Whole pipeline offline on scikit-learn's handwritten digits, random weights
+demo: ## Whole pipeline offline on scikit-learn's handwritten digits, Lite0 with ImageNet weights
 	PATH="$(BIN):$$PATH" $(PYTHON) -m src.demo
 
 repro: ## The full experiment (needs network once for CIFAR-10 and the ImageNet weights)

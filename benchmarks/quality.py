@@ -185,13 +185,16 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--per-class", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--per-class", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--test-per-class", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rows", nargs="+", help="only these rows (default: all)")
     parser.add_argument("--digits", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", type=Path, default=ROOT / "reports/quality.json")
     parser.add_argument("--table", action="store_true", help="print --out's tables and stop")
+    parser.add_argument(
+        "--append", action="store_true", help="keep --out's other rows; replace the rows run now"
+    )
     args = parser.parse_args(argv)
     if args.table:
         print(markdown(json.loads(args.out.read_text())))
@@ -204,6 +207,10 @@ def main(argv: list[str] | None = None) -> None:
         [("digits", 0)] if args.digits else []
     )
     results: dict[str, Any] = {"test_per_class": args.test_per_class, "datasets": {}}
+    if args.append and args.out.is_file():
+        results = json.loads(args.out.read_text())
+        if results["test_per_class"] != args.test_per_class:
+            raise SystemExit(f"error: bench-quality: {args.out} has another --test-per-class")
     workdir = Path(tempfile.mkdtemp(prefix="finetune-quality-"))
     try:
         scratch_repository(workdir)
@@ -211,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
             name = f"{dataset}-{per_class}" if per_class else dataset
             write_photos(workdir, dataset, per_class, args.test_per_class)
             table = rows(args.rows if dataset == "fashion-mnist" else ["course", "random"])
-            results["datasets"][name] = {}
+            results["datasets"].setdefault(name, {})
             for row, overrides in table.items():
                 runs = []
                 for seed in range(args.seeds):

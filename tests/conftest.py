@@ -1,5 +1,5 @@
 """Fixtures that build tiny data: a generated archive in the official CIFAR-10 layout, a
-directory where the five stages ran on it, and an empty working directory."""
+directory where the six stages ran on it, and an empty working directory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.commands import STAGE_ENV, stage_args
-from tests.support.params import TINY_TEST, TINY_TRAIN, tiny_overrides, write_params
+from tests.support.params import (
+    TINY_TEST,
+    TINY_TRAIN,
+    project_params,
+    tiny_overrides,
+    write_params,
+)
 from tests.support.sample import write_archive
 
 
@@ -21,17 +27,18 @@ def sample_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]
 
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory, sample_archive) -> Path:
-    """A directory where all five stages ran in-process, in order, on tiny data."""
-    from src.stages import evaluate, phase1_extract, phase2_finetune, prepare, report
+    """A directory where all six stages ran in-process, in order, on tiny data."""
+    from src.stages import evaluate, export, phase1_extract, phase2_finetune, prepare, report
 
     root = tmp_path_factory.mktemp("stages")
     archive, sha256 = sample_archive
-    write_params(root / "params.yaml", tiny_overrides(str(archive), sha256))
+    exports = {"export.formats": project_params().export.formats}  # the default formats
+    write_params(root / "params.yaml", tiny_overrides(str(archive), sha256) | exports)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         for name in STAGE_ENV:
             patch.delenv(name, raising=False)
-        for stage in (prepare, phase1_extract, phase2_finetune, evaluate, report):
+        for stage in (prepare, phase1_extract, phase2_finetune, evaluate, export, report):
             stage.main(stage_args(stage.STAGE.name))
     return root
 

@@ -187,6 +187,21 @@ class EvaluateParams(Section):
     tta: int = Field(ge=0, le=MAX_TTA_VIEWS)
 
 
+ExportFormat = Literal["saved_model", "onnx", "litert", "litert_int8"]
+
+
+class ExportParams(Section):
+    formats: list[ExportFormat] = Field(max_length=4)
+    calibration_images: int = Field(ge=1, le=10_000)
+
+    @field_validator("formats")
+    @classmethod
+    def _each_once(cls, formats: list[str]) -> list[str]:
+        if len(set(formats)) != len(formats):
+            raise ValueError(f"{formats} names a format twice; list each once")
+        return formats
+
+
 Switch = Literal["auto", True, False]
 
 
@@ -217,6 +232,7 @@ class Params(Section):
     phase1: Phase1Params
     phase2: Phase2Params
     evaluate: EvaluateParams
+    export: ExportParams
     train: TrainParams
     tracker: Literal["mlflow", "none"]
     mlflow: MlflowParams

@@ -82,9 +82,15 @@ def phase_run(
 
 
 def train_phase(
-    stage: Stage, model: keras.Model, data: tuple[Split, Split], plan: Plan, run: PhaseRun
+    stage: Stage,
+    model: keras.Model,
+    data: tuple[Split, Split],
+    plan: Plan,
+    run: PhaseRun,
+    class_names: tuple[str, ...],
 ) -> History:
-    """Train along ``plan``, logging live; then write the checkpoint, history and summary."""
+    """Train along ``plan``, logging live; then write the checkpoint (with ``class_names``),
+    history and summary."""
     tracker, paths, backup = run.tracker, run.paths, run.backup
     groups = phase_groups(model, plan)
     tracker.log_params(
@@ -104,7 +110,7 @@ def train_phase(
         atomic_path(paths.history) as history_path,
         atomic_path(paths.summary) as summary_path,
     ):
-        write_checkpoint(model, model_path)
+        write_checkpoint(model, model_path, class_names)
         history.frame[HISTORY_COLUMNS].to_csv(history_path, index=False)
         write_summary(summary_path, history.summary())
     tracker.log_epoch(history.kept_epoch, {"kept": 1.0})

@@ -45,12 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     with devices.strategy.scope():
         model = load_checkpoint(paths.phase1_model, made_by="phase1_extract")
     info = load_info(paths.data)
-    check_checkpoint(
-        model, paths.phase1_model, params.model.backbone, info.image_shape, info.classes
-    )
+    check_checkpoint(model, paths.phase1_model, params.model.backbone, info)
 
     with phase_run(STAGE, params, paths, devices) as run:
-        train_phase(STAGE, model, data, plan, run)
+        train_phase(STAGE, model, data, plan, run, info.class_names)
         if params.mlflow.log_models and devices.chief:
             run.tracker.log_model(
                 serving_model(model),

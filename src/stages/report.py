@@ -1,10 +1,15 @@
-"""Stage 5: learning curves over all epochs with the fine-tuning start marked, and report.md."""
+"""Stage 6: learning curves over all epochs with the fine-tuning start marked, report.md and
+the model card."""
 
 from __future__ import annotations
 
+from src.finetune.data.prepared import load_info, load_split
+from src.finetune.environment import experiment_name, git_commit, rerun
 from src.finetune.evaluation.metrics import read_metrics, read_per_class
-from src.finetune.files import atomic_path
+from src.finetune.export.results import ExportReport
+from src.finetune.files import atomic_path, read_json
 from src.finetune.params import Phase, load_params
+from src.finetune.report.card import Provenance, render_model_card
 from src.finetune.report.document import render_report, title
 from src.finetune.report.plots import plot_learning_curves
 from src.finetune.training.history import (
@@ -27,10 +32,13 @@ STAGE = Stage(
         "phase2-summary": File("reports/phase2_summary.json", "phase 2 summary", Log.COMPARISON),
         "metrics": File("reports/metrics.json", "evaluate's metrics JSON", Log.COMPARISON),
         "per-class": File("reports/per_class.json", "evaluate's per-class JSON", Log.COMPARISON),
+        "exports": File("reports/export.json", "export's JSON"),
+        "data": File("data/prepared", "prepared splits (for their sizes)"),
     },
     outputs={
         "figure": File("reports/figures/validation_curves.png", "PNG to write", Log.COMPARISON),
         "report": File("reports/report.md", "Markdown report to write", Log.COMPARISON),
+        "card": File("reports/model_card.md", "model card to write", Log.COMPARISON),
     },
 )
 
@@ -48,6 +56,14 @@ def main(argv: list[str] | None = None) -> None:
     }
     metrics = read_metrics(paths.metrics)
     per_class = read_per_class(paths.per_class)
+    exports = read_json(paths.exports, ExportReport, f"run {rerun('export')}")
+    provenance = Provenance(
+        image_shape=load_info(paths.data).image_shape,
+        train_images=len(load_split(paths.data, "train")),
+        val_images=len(load_split(paths.data, "val")),
+        commit=git_commit(),
+        experiment=experiment_name(),
+    )
     history = with_learning_rates(history, summaries)
     kept = kept_epochs(summaries)
 
@@ -58,18 +74,26 @@ def main(argv: list[str] | None = None) -> None:
             history,
             summaries,
             params,
+            exports,
             title=title(params),
             figure=paths.figure,
             report=paths.report,
         )
-        # The figure and the report appear together or not at all.
-        with atomic_path(paths.figure) as figure, atomic_path(paths.report) as report:
+        card = render_model_card(params, metrics, per_class, summaries, exports, provenance)
+        # The figure, the report and the card appear together or not at all.
+        with (
+            atomic_path(paths.figure) as figure,
+            atomic_path(paths.report) as report,
+            atomic_path(paths.card) as card_path,
+        ):
             plot_learning_curves(history, kept, title(params), figure)
             report.write_text(text)
+            card_path.write_text(card)
         # The comparison run gets the whole curve and the headline numbers even when DVC
         # reused phase 1 (or more) from its cache in this execution.
         tracker.log_execution(history, kept, metrics)
         STAGE.record(tracker, paths)
+        tracker.attach_to_model("finetuned_model", [paths.card, paths.exports])
 
 
 if __name__ == "__main__":

@@ -41,8 +41,8 @@ def experiment(repo, repro) -> str:
     return run(repo, "dvc", "exp", "run", "-n", "lr-sweep", *overrides)
 
 
-def test_repro_runs_all_five_stages_and_writes_every_output(repo, repro):
-    for stage in ("prepare", "phase1_extract", "phase2_finetune", "evaluate", "report"):
+def test_repro_runs_all_six_stages_and_writes_every_output(repo, repro):
+    for stage in ("prepare", "phase1_extract", "phase2_finetune", "evaluate", "export", "report"):
         assert f"Running stage '{stage}'" in repro
     for path in (
         "data/prepared/train_images.npy",
@@ -55,6 +55,8 @@ def test_repro_runs_all_five_stages_and_writes_every_output(repo, repro):
         "reports/confusion.csv",
         "reports/figures/validation_curves.png",
         "reports/report.md",
+        "reports/model_card.md",
+        "reports/export.json",
     ):
         assert (repo / path).is_file(), path
     metrics = json.loads(run(repo, "dvc", "metrics", "show", "--json"))
@@ -79,6 +81,7 @@ def test_repro_logs_one_comparison_run_with_continuous_curves(repo, repro):
         "phase1_extract",
         "phase2_finetune",
         "evaluate",
+        "export",
         "report",
     ]
     head = run(repo, "git", "rev-parse", "HEAD~1").strip()
@@ -110,7 +113,7 @@ def test_forced_repro_with_the_same_params_gives_identical_results(repo, repro):
 def test_exp_run_with_a_phase2_param_reuses_phase1(repo, repro, experiment):
     assert "Stage 'prepare' didn't change, skipping" in experiment
     assert "Stage 'phase1_extract' didn't change, skipping" in experiment
-    for stage in ("phase2_finetune", "evaluate", "report"):
+    for stage in ("phase2_finetune", "evaluate", "export", "report"):
         assert f"Running stage '{stage}'" in experiment
 
     executions = runs_by_execution(local_store(repo))
@@ -126,6 +129,7 @@ def test_exp_run_with_a_phase2_param_reuses_phase1(repo, repro, experiment):
     )
     assert sorted(r.info.run_name for r in second if r.data.tags["pipeline.role"] == "stage") == [
         "evaluate",
+        "export",
         "phase2_finetune",
         "report",
     ]

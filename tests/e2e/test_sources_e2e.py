@@ -95,26 +95,44 @@ def test_the_logged_model_answers_a_real_request(repo, repro, tmp_path):
     )  # fmt: skip
     try:
         _wait_until_up(f"http://127.0.0.1:{port}/ping", server)
-        body = predict_output(repo, "--request", "data/images/dog")
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
-            data=body.encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                answer = json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            raise AssertionError(error.read().decode()[-2000:]) from None
+        url = f"http://127.0.0.1:{port}/invocations"
+        status, answer = _ask(url, predict_output(repo, "--request", "data/images/dog"))
+        assert status == 200, answer
+        images = json.loads(predict_output(repo, "--request", "data/images/dog"))["inputs"]
+        refusals = {
+            "empty": _ask(url, json.dumps({"inputs": []})),
+            "nan": _ask(url, json.dumps({"inputs": [np.full_like(images[0], np.nan).tolist()]})),
+            "inf": _ask(url, json.dumps({"inputs": [np.full_like(images[0], np.inf).tolist()]})),
+        }
     finally:
         server.terminate()
         server.wait(timeout=30)
-    probabilities = np.asarray(answer["predictions"])
-    assert probabilities.shape == (10, 3)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    csv_rows = predict_output(repo, "data/images/dog").splitlines()[1:]
-    expected = [float(row.rsplit(",", 1)[1]) for row in csv_rows]
-    np.testing.assert_allclose(probabilities.max(axis=1), expected, atol=1e-5)
+    predictions = answer["predictions"]
+    assert len(predictions) == 10
+    csv_rows = [
+        row.rsplit(",", 2) for row in predict_output(repo, "data/images/dog").splitlines()[1:]
+    ]
+    for prediction, (_, label, probability) in zip(predictions, csv_rows, strict=True):
+        assert prediction["label"] == label and prediction["top"][0]["label"] == label
+        assert prediction["probability"] == pytest.approx(float(probability), abs=1e-5)
+        assert len(prediction["top"]) == 3, "top 5 by default, at most the 3 classes"
+    # An empty batch never reaches the model: MLflow's schema check answers it, naming the
+    # tensor shape the signature asks for.
+    expected = {"empty": "(-1, 32, 32, 3)", "nan": "NaN or infinite", "inf": "NaN or infinite"}
+    for case, (status, body) in refusals.items():
+        assert status == 400 and expected[case] in body["message"], (case, body)
+
+
+def _ask(url: str, body: str) -> tuple[int, dict]:
+    """POST a JSON body; the HTTP status and the decoded answer, whatever the status."""
+    request = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def predict_output(repo: Path, *args: str) -> str:

@@ -92,7 +92,7 @@ def sweep(team):
 def test_a_whole_repro_logs_to_the_tracking_server(team):
     logged = team["server"]
     assert {status for _, status in logged["statuses"]} == {"FINISHED"}
-    assert len(logged["statuses"]) == 6, logged["statuses"]
+    assert len(logged["statuses"]) == 7, logged["statuses"]  # six stages, one comparison
     assert {"baseline_accuracy", "finetuned_accuracy", "accuracy_delta"} <= set(logged["metrics"])
     assert logged["curve"] == [1, 2, 3, 4]
     assert {"validation_curves.png", "report.md"} <= set(logged["artifacts"])

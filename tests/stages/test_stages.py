@@ -1,4 +1,4 @@
-"""The five stage entry points run in-process on tiny data, in order, as DVC would run them."""
+"""The six stage entry points run in-process on tiny data, in order, as DVC would run them."""
 
 import json
 import subprocess
@@ -17,13 +17,13 @@ from src.finetune.entrypoint import Interrupted, run_stage
 from src.finetune.model.checkpoints import weights_digest
 from src.finetune.tracking import TRACKERS, RecordingTracker
 from src.finetune.tracking.mlflow.tracker import MlflowTracker
-from src.stages import evaluate, phase1_extract, phase2_finetune, prepare, report
+from src.stages import evaluate, export, phase1_extract, phase2_finetune, prepare, report
 from tests.support.commands import stage_args
 from tests.support.params import ROOT, TINY_TEST, TINY_TRAIN, tiny_overrides, write_params
 
 RECORDED = ROOT / "tests/fixtures/defaults"
 
-STAGES = (prepare, phase1_extract, phase2_finetune, evaluate, report)
+STAGES = (prepare, phase1_extract, phase2_finetune, evaluate, export, report)
 PREPARED = "data/prepared"
 ARGS = {module: stage_args(module.STAGE.name) for module in STAGES}
 
@@ -110,7 +110,7 @@ def test_one_comparison_run_carries_the_whole_execution(pipeline):
     experiment = client.get_experiment_by_name("cifar10-finetune")
     runs = client.search_runs([experiment.experiment_id])
     comparison = [r for r in runs if r.data.tags["pipeline.role"] == "comparison"]
-    assert len(comparison) == 1 and len(runs) == 6
+    assert len(comparison) == 1 and len(runs) == 7
     run = comparison[0]
     for key in ("baseline_accuracy", "finetuned_accuracy", "accuracy_delta"):
         assert key in run.data.metrics
@@ -121,7 +121,8 @@ def test_one_comparison_run_carries_the_whole_execution(pipeline):
     assert sorted(m.step for m in kept) == [2, 4]
     assert run.data.params["phase2.lr"] == "0.001"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"validation_curves.png", "report.md", "metrics.json"} <= artifacts
+    assert {"validation_curves.png", "report.md", "metrics.json", "model_card.md"} <= artifacts
+    assert {"export", "export.json"} <= artifacts
 
 
 def test_stage_reports_user_errors_in_one_line_and_exits_non_zero(workdir, capsys):

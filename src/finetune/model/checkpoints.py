@@ -9,19 +9,23 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from src.finetune.data.splits import DataInfo
 from src.finetune.environment import rerun
 from src.finetune.errors import PipelineError
+from src.finetune.model import labels
 from src.finetune.model.network import backbone_of
 
 
-def write_checkpoint(model: keras.Model, path: Path) -> None:
-    """The network without optimizer state, whichever part of it was compiled.
+def write_checkpoint(model: keras.Model, path: Path, class_names: tuple[str, ...]) -> None:
+    """The network without optimizer state, whichever part of it was compiled, and the class
+    names of its outputs (see ``labels``).
 
     A twin that shares every layer but was never compiled: the checkpoint holds the same
     weights whether the phase trained the whole model (streamed) or a part of it (cached).
     The caller writes it to a temporary path and renames it with the phase's other outputs.
     """
     keras.Model(model.inputs, model.outputs, name=model.name).save(path)
+    labels.add_to_archive(path, class_names)
 
 
 def weights_digest(model: keras.Model) -> str:
@@ -32,11 +36,10 @@ def weights_digest(model: keras.Model) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_checkpoint(
-    model: keras.Model, path: Path, backbone: str, image_shape: tuple[int, ...], classes: int
-) -> None:
+def check_checkpoint(model: keras.Model, path: Path, backbone: str, info: DataInfo) -> None:
     """Stop with one line when a readable checkpoint was not made for these params and the
-    prepared data (``image_shape``, ``classes``)."""
+    prepared data (its image shape, its classes and their names)."""
+    image_shape, classes = info.image_shape, info.classes
     expected = (backbone, tuple(image_shape), classes)
     inputs, outputs = tuple(model.inputs[0].shape[1:]), model.outputs[0].shape[-1]
     try:
@@ -49,6 +52,21 @@ def check_checkpoint(
             f"{path} holds {holds}, not the {backbone} model for the {classes} classes of "
             f"{tuple(image_shape)} images prepared here; run {rerun(force=True)} to rebuild it"
         )
+    names = labels.read_from_archive(path)
+    if names is None:
+        raise PipelineError(
+            f"{path} holds no class names (written before they travelled with the model); "
+            f"run {rerun(force=True)} to rebuild it"
+        )
+    if names != info.class_names:
+        raise PipelineError(
+            f"{path} was trained on the classes {_listed(names)}, not on the classes "
+            f"{_listed(info.class_names)} prepared here; run {rerun(force=True)} to rebuild it"
+        )
+
+
+def _listed(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:5]) + (f" (+{len(names) - 5})" if len(names) > 5 else "")
 
 
 def load_checkpoint(path: Path, made_by: str) -> keras.Model:

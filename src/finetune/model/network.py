@@ -134,7 +134,7 @@ def serving_model(model: keras.Model) -> keras.Model:
     """The same layers and weights without the ``InferenceMode`` wrapper, for serving.
 
     The wrapper only matters during training; without it, a saved model holds nothing but
-    standard Keras layers, so ``mlflow.keras.load_model`` loads it without this package.
+    standard Keras layers, so the MLflow model and the exports load it without this package.
     """
     inputs, x = image_input(model)
     return keras.Model(

@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from src.finetune.evaluation.metrics import Metrics, PerClass
+from src.finetune.export.formats import Format
+from src.finetune.export.results import ExportReport
 from src.finetune.params import AugmentParams, Params, Phase, PhaseParams
 from src.finetune.report.plots import fine_tune_start
 from src.finetune.training.history import Summary, kept_epochs
@@ -117,6 +119,7 @@ def render_report(
     history: pd.DataFrame,
     summaries: Mapping[Phase, Summary],
     params: Params,
+    exports: ExportReport,
     *,
     title: str,
     figure: Path,
@@ -183,4 +186,36 @@ def render_report(
         change = "n/a" if base is None or tuned is None else _points(tuned - base)
         cell = name.replace("|", "\\|")  # a class folder may be named "a|b"
         lines.append(f"| {cell} | {_pct(base)} | {_pct(tuned)} | {change} |")
+    lines += ["", "## Exports", "", *exports_section(exports)]
     return "\n".join(lines) + "\n"
+
+
+def exports_section(exports: ExportReport) -> list[str]:
+    """The fine-tuned model in each format, checked in its own runtime on the test split."""
+    if not exports.exports and not exports.failed:
+        return ["None (export.formats is empty)."]
+    return [
+        f"Each export run in its own runtime on the {exports.test_images} test images; "
+        "latency on this machine's CPU, per image (see `reports/model_card.md`).",
+        "",
+        *exports_table(exports),
+    ]
+
+
+def exports_table(exports: ExportReport) -> list[str]:
+    """One row per model: the Keras checkpoint, then each export, measured on the test split."""
+    lines = [
+        "| format | runtime | file | size | test accuracy | agrees with Keras "
+        "| ms per image (batch 1) | ms per image (batch 32) |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for checked in (exports.keras, *exports.exports):
+        runtime = "Keras" if checked is exports.keras else Format(checked.format).runtime
+        lines.append(
+            f"| {checked.format} | {runtime} | `{checked.path}` | {checked.size_mb:.1f} MB "
+            f"| {_pct(checked.accuracy)} | {_pct(checked.agreement)} "
+            f"| {checked.latency_ms_batch1:.2f} | {checked.latency_ms_batch32:.2f} |"
+        )
+    lines += [f"- {name} failed: {why}" for name, why in exports.failed.items()]
+    lines += [f"- Warning: {warning}" for warning in exports.warnings]
+    return lines

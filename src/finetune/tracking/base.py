@@ -74,6 +74,10 @@ class Tracker(ABC):
         """``{model name: {key: value}}``, each value linked to the logged model of that name."""
 
     @abstractmethod
+    def attach_to_model(self, name: str, paths: Sequence[Path]) -> None:
+        """Files (the model card, the exports) to the logged model of that name."""
+
+    @abstractmethod
     def record_outputs(self, paths: Sequence[Path]) -> None:
         """Lineage: the content of what the stage wrote, for later stages to link to."""
 
@@ -148,6 +152,9 @@ class SafeTracker(Tracker):
 
     def link_model_metrics(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
         self._call("link_model_metrics", metrics)
+
+    def attach_to_model(self, name: str, paths: Sequence[Path]) -> None:
+        self._call("attach_to_model", name, paths)
 
     def record_outputs(self, paths: Sequence[Path]) -> None:
         self._call("record_outputs", paths)

@@ -53,6 +53,9 @@ class RecordingTracker(Tracker):
     def link_model_metrics(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
         self.calls.append(("link_model_metrics", (dict(metrics),)))
 
+    def attach_to_model(self, name: str, paths: Sequence[Path]) -> None:
+        self.calls.append(("attach_to_model", (name, tuple(paths))))
+
     def record_outputs(self, paths: Sequence[Path]) -> None:
         self.calls.append(("record_outputs", (tuple(paths),)))
 

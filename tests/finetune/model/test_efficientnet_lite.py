@@ -101,7 +101,7 @@ def test_an_unreadable_cache_is_converted_again(keras_home):
 
 def test_the_model_saves_and_reloads_exactly(tmp_path):
     model = build_model(BACKBONES["efficientnetlite0"], "imagenet", 0.2, 64, (32, 32, 3), 10)
-    write_checkpoint(model, tmp_path / "phase1.keras")
+    write_checkpoint(model, tmp_path / "phase1.keras", tuple("abcdefghij"))
     loaded = load_checkpoint(tmp_path / "phase1.keras", made_by="phase1_extract")
     for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -66,7 +66,7 @@ def test_unfreeze_top_opens_the_last_layers_but_never_batchnorm(model):
 def test_checkpoint_keeps_the_base_in_inference_mode_and_batchnorm_fixed(model, tmp_path):
     """After save and load, training steps leave BN statistics alone and the base output is
     deterministic even when the whole model is called in training mode (no stochastic depth)."""
-    write_checkpoint(model, tmp_path / "phase1.keras")
+    write_checkpoint(model, tmp_path / "phase1.keras", tuple("abcdefghij"))
     loaded = load_checkpoint(tmp_path / "phase1.keras", made_by="phase1_extract")
     unfreeze(loaded, 40)
     base = base_of(loaded)

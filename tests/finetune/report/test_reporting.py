@@ -1,7 +1,9 @@
 from pathlib import Path
 
 from src.finetune.evaluation.metrics import Metrics, PerClass
+from src.finetune.export.results import Checked, ExportReport
 from src.finetune.params import Phase, load_params
+from src.finetune.report.card import Provenance, render_model_card
 from src.finetune.report.document import render_report, verdict
 from src.finetune.training.history import Summary, combined_history
 from tests.support.params import project_params, write_params
@@ -16,6 +18,21 @@ METRICS = {
     "test_images": 10000,
 }
 PER_CLASS = {"baseline": {"cat": 0.5, "dog": None}, "finetuned": {"cat": 0.75, "dog": None}}
+
+
+def checked(format, size_mb, accuracy, agreement=1.0):
+    return Checked(
+        format=format, path=f"models/export/{format}", size_mb=size_mb, accuracy=accuracy,
+        agreement=agreement, latency_ms_batch1=2.5, latency_ms_batch32=0.75,
+    )  # fmt: skip
+
+
+EXPORTS = ExportReport(
+    test_images=10000,
+    keras=checked("keras", 16.0, 0.85),
+    exports=[checked("onnx", 13.0, 0.85), checked("litert_int8", 4.0, 0.845, 0.99)],
+    failed={"litert": "converter: unsupported op"},
+)
 
 
 def test_verdict_follows_the_sign_of_the_delta():
@@ -43,13 +60,14 @@ SUMMARIES = {
 }
 
 
-def report(params, metrics=METRICS, summaries=SUMMARIES, per_class=PER_CLASS):
+def report(params, metrics=METRICS, summaries=SUMMARIES, per_class=PER_CLASS, exports=EXPORTS):
     return render_report(
         Metrics(**metrics),
         PerClass(**per_class),
         combined_history(frame(1, 15), frame(16, 10)),
         summaries,
         params,
+        exports,
         title="CIFAR-10 transfer learning",
         figure=Path("reports/figures/validation_curves.png"),
         report=Path("reports/report.md"),
@@ -118,3 +136,48 @@ def test_report_names_every_technique_that_ran(tmp_path):
     assert "label smoothing 0.1" in text
     assert "block6 0.0001 from epoch 13, block5 5e-05 from epoch 15" in text
     assert "- Test-time augmentation: 2 extra view(s)." in text
+
+
+def test_report_lists_each_export_measured_and_each_failure():
+    text = report(project_params())
+    assert "## Exports" in text
+    assert (
+        "| onnx | ONNX Runtime | `models/export/onnx` | 13.0 MB | 85.00% | 100.00% | 2.50 | 0.75 |"
+        in text
+    )
+    assert (
+        "| litert_int8 | LiteRT | `models/export/litert_int8` | 4.0 MB | 84.50% | 99.00% |" in text
+    )
+    assert "- litert failed: converter: unsupported op" in text
+
+
+def test_report_says_when_nothing_was_exported():
+    nothing = ExportReport(test_images=10, keras=checked("keras", 1.0, 0.5), exports=[])
+    assert "None (export.formats is empty)." in report(project_params(), exports=nothing)
+
+
+def card(params, experiment="tta-2"):
+    provenance = Provenance(
+        image_shape=(32, 32, 3), train_images=45000, val_images=5000, commit="abc1234",
+        experiment=experiment,
+    )  # fmt: skip
+    return render_model_card(
+        params, Metrics(**METRICS), PerClass(**PER_CLASS), SUMMARIES, EXPORTS, provenance
+    )
+
+
+def test_the_model_card_says_what_the_model_is_how_good_where_it_runs_and_how_to_rebuild():
+    text = card(project_params())
+    assert text.startswith("---\nlibrary_name: keras\npipeline_tag: image-classification\n")
+    assert "EfficientNetV2B0 (ImageNet weights from keras.applications" in text
+    assert "- Classes: cat, dog." in text
+    assert "45000 training, 5000 validation and 10000 test images" in text
+    assert "- Input: 32x32 images of raw pixels 0-255 (3 channel(s))" in text
+    assert "85.00% accuracy (loss 0.4500); the frozen-base baseline had 80.00%." in text
+    assert "| cat | 75.00% |" in text and "| dog | n/a |" in text
+    assert "| litert_int8 | LiteRT | `models/export/litert_int8` | 4.0 MB |" in text
+    assert "- litert failed: converter: unsupported op" in text
+    assert "It has never seen any other class" in text
+    assert "at git commit `abc1234`, seed 42" in text
+    assert "    dvc exp apply tta-2\n    dvc repro" in text
+    assert "dvc exp apply" not in card(project_params(), experiment=None)

@@ -72,7 +72,10 @@ class MlflowTracker(Tracker):
     def log_artifacts(self, paths: Sequence[Path], comparison: bool = False) -> None:
         for path in paths:
             for run_id in self.runs if comparison else (self.run_id,):
-                with_lock_retries(self.client.log_artifact, run_id, str(path))
+                if path.is_dir():  # a folder (the exports) keeps its name in the run
+                    with_lock_retries(self.client.log_artifacts, run_id, str(path), path.name)
+                else:
+                    with_lock_retries(self.client.log_artifact, run_id, str(path))
 
     def log_model(
         self, model: Any, name: str, class_names: tuple[str, ...], register_as: str | None = None
@@ -81,6 +84,9 @@ class MlflowTracker(Tracker):
 
     def link_model_metrics(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
         with_lock_retries(models.link_model_metrics, self.client, self.comparison_run_id, metrics)
+
+    def attach_to_model(self, name: str, paths: Sequence[Path]) -> None:
+        with_lock_retries(models.attach_to_model, self.client, self.comparison_run_id, name, paths)
 
     def record_outputs(self, paths: Sequence[Path]) -> None:
         with_lock_retries(lineage.record_outputs, self.client, self.run_id, paths)

@@ -221,7 +221,7 @@ def test_unreachable_server_is_a_pipeline_error_and_local_stores_are_not_probed(
 
 def test_models_are_logged_models_of_the_comparison_run_with_their_accuracy(workdir, params):
     import keras
-    import mlflow.keras
+    import mlflow.pyfunc
     import numpy as np
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
@@ -241,11 +241,35 @@ def test_models_are_logged_models_of_the_comparison_run_with_their_accuracy(work
     assert [(m.key, m.value) for m in latest.metrics] == [("finetuned_accuracy", 0.75)]
     versions = client.search_model_versions("name = 'pets'")
     assert sorted(int(v.version) for v in versions) == [1, 2]
-    loaded = mlflow.keras.load_model(f"models:/{latest.model_id}")
+    loaded = mlflow.pyfunc.load_model(f"models:/{latest.model_id}")
     x = np.ones((1, 3), dtype="float32")
-    assert loaded(x).numpy().tolist() == model(x).numpy().tolist()
+    expected = model(x).numpy()[0]
+    (answer,) = loaded.predict(x)
+    assert answer["label"] == ("cat", "dog")[expected.argmax()]
+    assert [t["probability"] for t in answer["top"]] == sorted(expected.tolist(), reverse=True)
+    assert loaded.predict(x, params={"top_k": 1})[0]["top"] == answer["top"][:1]
+    raw = loaded.unwrap_python_model().model  # the Keras model itself, for who needs it
+    assert raw(x).numpy().tolist() == model(x).numpy().tolist()
     assert mlflow.models.get_model_info(f"models:/{latest.model_id}").metadata == {
         "class_names": ["cat", "dog"]
     }
     history = client.get_metric_history(tracker.inner.comparison_run_id, "finetuned_accuracy")
     assert len(history) == 1, "linked once, not logged twice"
+
+
+def test_the_model_card_and_exports_are_attached_to_the_logged_model(workdir, params, caplog):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    (workdir / "export").mkdir()
+    (workdir / "export/model.onnx").write_bytes(b"onnx")
+    (workdir / "card.md").write_text("# card")
+    with track_stage("phase2_finetune", params, ()) as tracker:
+        tracker.log_model(model, "finetuned_model", ("cat", "dog"))
+        tracker.attach_to_model("finetuned_model", [workdir / "card.md", workdir / "export"])
+        tracker.attach_to_model("baseline_model", [workdir / "card.md"])  # none logged: no-op
+    client = MlflowClient(tracking_uri())
+    (output,) = client.get_run(tracker.inner.comparison_run_id).outputs.model_outputs
+    listed = {a.path for a in client.list_logged_model_artifacts(output.model_id)}
+    assert {"card.md", "export"} <= listed
+    assert not [r.message for r in caplog.records if r.levelname == "WARNING"]

@@ -1,0 +1,127 @@
+"""Writing a Keras model in each export format, with Keras's own ``model.export``.
+
+Each format is one file, or one folder, in the export directory, and carries the model's class
+names (see ``model.labels``).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from src.finetune.model import labels
+
+if TYPE_CHECKING:  # the report reads the formats' names without loading Keras
+    import keras
+
+
+class Format(enum.StrEnum):
+    SAVED_MODEL = "saved_model"  # TensorFlow Serving, TF.js converters
+    ONNX = "onnx"  # ONNX Runtime, TensorRT, OpenVINO
+    LITERT = "litert"  # LiteRT (TensorFlow Lite): phones, edge devices
+    LITERT_INT8 = "litert_int8"  # the same with int8 weights and activations
+
+    @property
+    def file_name(self) -> str:
+        return FILE_NAMES[self]
+
+    @property
+    def runtime(self) -> str:
+        return RUNTIMES[self]
+
+    @property
+    def quantized(self) -> bool:
+        return self is Format.LITERT_INT8
+
+
+FILE_NAMES = {
+    Format.SAVED_MODEL: "saved_model",
+    Format.ONNX: "model.onnx",
+    Format.LITERT: "model.tflite",
+    Format.LITERT_INT8: "model_int8.tflite",
+}
+RUNTIMES = {
+    Format.SAVED_MODEL: "TensorFlow",
+    Format.ONNX: "ONNX Runtime",
+    Format.LITERT: "LiteRT",
+    Format.LITERT_INT8: "LiteRT",
+}
+
+
+def export_model(
+    model: keras.Model,
+    format: Format,
+    path: Path,
+    class_names: tuple[str, ...],
+    calibration: np.ndarray,
+) -> None:
+    """Write ``model`` to ``path`` in ``format``, its class names with it.
+
+    ``calibration`` (float images the model takes) gives int8 quantisation the ranges of real
+    activations; the float formats ignore it.
+    """
+    model = without_normalization_layers(model)
+    if format is Format.SAVED_MODEL:
+        model.export(str(path), format="tf_saved_model", verbose=False)
+        labels.write_sidecar(path, class_names)
+    elif format is Format.ONNX:
+        model.export(str(path), format="onnx", verbose=False)
+        _add_onnx_labels(path, class_names)
+    elif format is Format.LITERT:
+        model.export(str(path), format="litert", verbose=False)
+        labels.write_sidecar(path, class_names)
+    else:
+        import tensorflow as tf
+
+        model.export(
+            str(path),
+            format="litert",
+            verbose=False,
+            optimizations=[tf.lite.Optimize.DEFAULT],
+            representative_dataset=lambda: _one_by_one(calibration),
+        )
+        labels.write_sidecar(path, class_names)
+
+
+def without_normalization_layers(model: keras.Model) -> keras.Model:
+    """The same model, every other layer shared, with each ``Normalization`` layer replaced by
+    the ``Rescaling`` that computes the same thing.
+
+    Keras keeps a Normalization layer's mean and variance as captured constants, not
+    variables; tf2onnx leaves those as graph inputs nobody feeds (ONNX Runtime then refuses
+    to run: "Required inputs ... Sub/y:0 are missing"). As a per-channel scale and offset
+    they are ordinary constants in every format.
+    """
+    import keras
+
+    def replace(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if not isinstance(layer, keras.layers.Normalization):
+            return layer
+        mean = np.asarray(layer.mean, np.float32).reshape(-1)
+        variance = np.asarray(layer.variance, np.float32).reshape(-1)
+        std = np.maximum(np.sqrt(variance), keras.backend.epsilon())  # as the layer divides
+        return keras.layers.Rescaling(scale=1 / std, offset=-mean / std, name=layer.name)
+
+    clone = keras.models.clone_model(model, clone_function=replace, recursive=True)
+    clone(np.zeros((1, *model.inputs[0].shape[1:]), np.float32))  # export needs a called model
+    return clone
+
+
+def _one_by_one(images: np.ndarray) -> Iterator[list[np.ndarray]]:
+    """The calibration images as the LiteRT converter asks for them: one batch of one."""
+    for image in images:
+        yield [image[None].astype("float32")]
+
+
+def _add_onnx_labels(path: Path, class_names: tuple[str, ...]) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = labels.METADATA_KEY, json.dumps(list(class_names))
+    onnx.save(model, str(path))

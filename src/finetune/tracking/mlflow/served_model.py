@@ -1,0 +1,72 @@
+"""The MLflow model that ``mlflow models serve`` runs: the Keras classifier, answering with
+class names.
+
+MLflow copies this file into every logged model ("models from code"), so it must stand alone:
+it imports MLflow, Keras and NumPy, nothing from this project. Per image it answers the top
+classes by name with their probabilities::
+
+    {"predictions": [{"label": "7", "probability": 0.98,
+                      "top": [{"label": "7", "probability": 0.98}, ...]}]}
+
+An empty batch, a batch of the wrong image shape, or pixels that are NaN or infinite get an
+HTTP 400 with one sentence, never a 200 with NaN probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+TOP_K = 5  # classes per image unless the request's params say {"top_k": n} (the signature's
+# default, which MLflow fills in; this one serves a caller that passes no params at all)
+
+
+class LabelledClassifier(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        import keras
+
+        self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
+        with open(context.artifacts["labels"]) as handle:
+            self.class_names = json.load(handle)["class_names"]
+        self.image_shape = tuple(self.model.inputs[0].shape[1:])
+
+    def predict(self, context, model_input, params=None):
+        images = self.checked(np.asarray(model_input, dtype=np.float32))
+        top_k = int((params or {}).get("top_k", TOP_K))
+        if top_k < 1:
+            refuse(f"top_k: {top_k} is not a positive number of classes")
+        top_k = min(top_k, len(self.class_names))  # all of them, at most
+        probabilities = np.asarray(self.model.predict_on_batch(images))
+        return [self.answer(row, top_k) for row in probabilities]
+
+    def checked(self, images: np.ndarray) -> np.ndarray:
+        if images.size == 0 or len(images) == 0:
+            refuse("the batch holds no image; send at least one")
+        if images.shape[1:] != self.image_shape:
+            refuse(
+                f"images of shape {images.shape[1:]} given; this model takes {self.image_shape} "
+                "(height, width, channels) of raw 0-255 pixels"
+            )
+        if not np.isfinite(images).all():
+            bad = int(np.flatnonzero(~np.isfinite(images).reshape(len(images), -1).all(1))[0])
+            refuse(f"image {bad} holds NaN or infinite pixels; send values in 0-255")
+        return images
+
+    def answer(self, row: np.ndarray, top_k: int) -> dict:
+        order = np.argsort(-row, kind="stable")[:top_k]
+        top = [{"label": self.class_names[i], "probability": float(row[i])} for i in order]
+        return {"label": top[0]["label"], "probability": top[0]["probability"], "top": top}
+
+
+def refuse(message: str) -> None:
+    """An HTTP 400 answer from ``mlflow models serve``."""
+    raise MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+# Models from code: MLflow imports this file when it loads the model and takes the instance
+# set here; that is the only reason it acts on import.
+mlflow.models.set_model(LabelledClassifier())

@@ -1,0 +1,73 @@
+"""Class names inside a .keras archive and beside an export; a checkpoint whose names differ
+from the prepared data's is refused."""
+
+import json
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+from src.finetune.data.splits import DataInfo
+from src.finetune.errors import PipelineError
+from src.finetune.model import labels
+from src.finetune.model.backbones import BACKBONES
+from src.finetune.model.checkpoints import check_checkpoint, load_checkpoint, write_checkpoint
+from src.finetune.model.network import build_model
+
+NAMES = ("cat", "dog", "fox")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model = build_model(BACKBONES["efficientnetlite0"], None, 0.2, 32, (32, 32, 3), 3)
+    path = tmp_path_factory.mktemp("checkpoint") / "phase2.keras"
+    write_checkpoint(model, path, NAMES)
+    return model, path
+
+
+def test_the_archive_holds_the_names_and_still_loads_exactly(checkpoint):
+    model, path = checkpoint
+    assert labels.read_from_archive(path) == NAMES
+    with zipfile.ZipFile(path) as archive:
+        assert json.loads(archive.read("labels.json")) == {"class_names": list(NAMES)}
+    loaded = keras.saving.load_model(path)  # plain Keras, nothing of this project's reader
+    x = np.full((1, 32, 32, 3), 128, np.float32)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_a_checkpoint_for_other_classes_is_refused(checkpoint):
+    model, path = checkpoint
+    check_checkpoint(model, path, "efficientnetlite0", DataInfo(NAMES, "folder", (32, 32, 3)))
+    other = DataInfo(("ant", "bee", "fly"), "folder", (32, 32, 3))
+    with pytest.raises(PipelineError, match="was trained on the classes cat, dog, fox, not on "
+                       "the classes ant, bee, fly prepared here"):  # fmt: skip
+        check_checkpoint(model, path, "efficientnetlite0", other)
+
+
+def test_a_checkpoint_without_names_is_refused(checkpoint, tmp_path):
+    model, _ = checkpoint
+    old = tmp_path / "old.keras"
+    model.save(old)
+    loaded = load_checkpoint(old, made_by="phase1_extract")
+    with pytest.raises(PipelineError, match="holds no class names"):
+        check_checkpoint(loaded, old, "efficientnetlite0", DataInfo(NAMES, "folder", (32, 32, 3)))
+
+
+def test_sidecars_sit_beside_a_file_and_inside_a_folder(tmp_path):
+    (tmp_path / "saved_model").mkdir()
+    for path in (tmp_path / "model_int8.tflite", tmp_path / "saved_model"):
+        labels.write_sidecar(path, NAMES)
+        assert labels.read_sidecar(path) == NAMES
+    assert (tmp_path / "model_int8.labels.json").is_file()
+    assert (tmp_path / "saved_model/labels.json").is_file()
+    assert labels.read_sidecar(tmp_path / "model.tflite") is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"class_names": []}', '{"names": ["a"]}', '["a", 3]', "not json", '{"class_names": "a"}'],
+)
+def test_unreadable_names_are_one_line(text):
+    with pytest.raises(PipelineError, match=r"^where"):
+        labels.decode(text, "where")
