@@ -1,22 +1,35 @@
-"""Stage 4: test-set accuracy of both checkpoints, their difference and a confusion matrix."""
+"""Stage 4: test-set accuracy of both checkpoints, their difference and how sure it is, and
+where the fine-tuned model is wrong: per class, the most confused pairs, the top losses,
+Grad-CAM, calibration and the confusion matrix."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix
 
 from src.finetune.data.prepared import load_info, load_split
+from src.finetune.data.splits import Split
+from src.finetune.evaluation import analysis
+from src.finetune.evaluation.gradcam import grad_cam
 from src.finetune.evaluation.metrics import (
     CHECKPOINTS,
     Metrics,
     PerClass,
+    Scores,
     confusion_rows,
     write_metrics,
     write_per_class,
 )
 from src.finetune.evaluation.scoring import score
-from src.finetune.files import atomic_path, write_csv
+from src.finetune.files import atomic_dir, atomic_path, write_csv
 from src.finetune.model.checkpoints import check_checkpoint, load_checkpoint
 from src.finetune.params import load_params
+from src.finetune.report import plots
 from src.stages.declaration import File, Log, Stage
 
 STAGE = Stage(
@@ -32,9 +45,13 @@ STAGE = Stage(
         "metrics": File("reports/metrics.json", "metrics JSON to write", Log.STAGE),
         "per-class": File("reports/per_class.json", "per-class JSON to write", Log.STAGE),
         "confusion": File("reports/confusion.csv", "confusion CSV to write", Log.STAGE),
+        "reliability": File("reports/reliability.csv", "reliability CSV to write", Log.STAGE),
+        "pictures": File("reports/evaluation", "folder for the figures", Log.COMPARISON),
     },
 )
 log = logging.getLogger(STAGE.name)
+PICTURES = 16  # top losses shown
+GRAD_CAM = 8  # Grad-CAM maps: half right, half wrong (fewer wrong when fewer are)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,18 +69,22 @@ def main(argv: list[str] | None = None) -> None:
         with_tta = (
             (score(baseline_model, test, tta), score(finetuned_model, test, tta)) if tta else None
         )
-        metrics = Metrics.compare(baseline, finetuned, len(test), with_tta)
+        metrics = Metrics.compare(baseline, finetuned, test.labels, with_tta)
         per_class = PerClass.compare(baseline, finetuned, test.labels, info.class_names)
         confusion = confusion_rows(test.labels, finetuned.predictions, info.class_names)
-        # The three outputs appear together or none does.
+        # The outputs appear together or none does.
         with (
             atomic_path(paths.metrics) as metrics_path,
             atomic_path(paths.per_class) as per_class_path,
             atomic_path(paths.confusion) as confusion_path,
+            atomic_path(paths.reliability) as reliability_path,
+            atomic_dir(paths.pictures) as pictures,
         ):
             write_metrics(metrics_path, metrics)
             write_per_class(per_class_path, per_class)
             write_csv(confusion_path, confusion)
+            write_csv(reliability_path, reliability_rows(baseline, finetuned, test.labels))
+            draw_pictures(pictures, finetuned_model, test, info.class_names, (baseline, finetuned))
         log.info(
             "test accuracy: baseline %.4f, fine-tuned %.4f, delta %+.4f%s",
             metrics.baseline_accuracy,
@@ -80,6 +101,56 @@ def main(argv: list[str] | None = None) -> None:
         )
         tracker.log_results(metrics.headline())
         STAGE.record(tracker, paths)
+
+
+def reliability_rows(baseline: Scores, finetuned: Scores, labels: np.ndarray) -> pd.DataFrame:
+    """The reliability curve for `dvc plots`: per confidence bin, each checkpoint's accuracy
+    (bins without an image left out)."""
+    rows = {}
+    for name, scores in (("baseline", baseline), ("finetuned", finetuned)):
+        bins = analysis.reliability(scores.probabilities, labels)
+        rows[f"{name}_accuracy"] = np.where(bins.count > 0, bins.accuracy, np.nan)
+    edges = np.linspace(0, 1, analysis.CALIBRATION_BINS + 1)
+    frame = pd.DataFrame({"confidence": (edges[:-1] + edges[1:]) / 2, **rows})
+    return frame.dropna(how="all", subset=list(rows)).round(6)
+
+
+def draw_pictures(
+    folder: Path,
+    model: keras.Model,
+    test: Split,
+    class_names: tuple[str, ...],
+    scores: tuple[Scores, Scores],
+) -> None:
+    """Top losses, Grad-CAM, the reliability diagram and the confusion matrix, as PNGs."""
+    baseline, finetuned = scores
+    labels, probabilities = test.labels, finetuned.probabilities
+    worst = analysis.top_losses(probabilities, labels, PICTURES)
+    images = np.asarray(test.images[worst])
+    plots.save(plots.top_losses_figure(images, [caption(i, finetuned, labels, class_names)
+                                                for i in worst]),
+               folder / "top_losses.png")  # fmt: skip
+    right = np.flatnonzero(finetuned.predictions == labels)[: GRAD_CAM // 2]
+    shown = np.concatenate([right, worst[: GRAD_CAM - len(right)]]).astype(int)
+    shown_images = np.asarray(test.images[shown])
+    maps = grad_cam(model, shown_images.astype(np.float32), finetuned.predictions[shown])
+    plots.save(plots.grad_cam_figure(shown_images, maps, [caption(i, finetuned, labels,
+                                                                  class_names) for i in shown]),
+               folder / "grad_cam.png")  # fmt: skip
+    curves, eces = {}, {}
+    for name, checkpoint in (("baseline", baseline), ("finetuned", finetuned)):
+        bins = analysis.reliability(checkpoint.probabilities, labels)
+        curves[name] = (bins.confidence, bins.accuracy, bins.count)
+        eces[name] = bins.expected_calibration_error
+    plots.save(plots.reliability_figure(curves, eces), folder / "reliability.png")
+    matrix = confusion_matrix(labels, finetuned.predictions, labels=range(len(class_names)))
+    plots.save(plots.confusion_figure(matrix, class_names), folder / "confusion_matrix.png")
+
+
+def caption(index: int, scores: Scores, labels: np.ndarray, class_names: tuple[str, ...]) -> str:
+    predicted = int(scores.predictions[index])
+    probability = scores.probabilities[index, predicted]
+    return f"{class_names[labels[index]][:14]} / {class_names[predicted][:14]}\np={probability:.2f}"
 
 
 if __name__ == "__main__":

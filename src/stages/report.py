@@ -33,6 +33,7 @@ STAGE = Stage(
         "metrics": File("reports/metrics.json", "evaluate's metrics JSON", Log.COMPARISON),
         "per-class": File("reports/per_class.json", "evaluate's per-class JSON", Log.COMPARISON),
         "exports": File("reports/export.json", "export's JSON"),
+        "pictures": File("reports/evaluation", "evaluate's figures (linked from the report)"),
         "data": File("data/prepared", "prepared splits (for their sizes)"),
     },
     outputs={
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
             title=title(params),
             figure=paths.figure,
             report=paths.report,
+            pictures=paths.pictures,
         )
         card = render_model_card(params, metrics, per_class, summaries, exports, provenance)
         # The figure, the report and the card appear together or not at all.

@@ -59,7 +59,8 @@ def test_defaults_reproduce_the_recorded_histories_and_metrics(pipeline):
     per_class = json.loads((pipeline / "reports/per_class.json").read_text())
     for checkpoint, accuracies in recorded.pop("per_class_accuracy").items():
         assert per_class[checkpoint] == pytest.approx(accuracies, rel=1e-6)
-    assert produced == pytest.approx(recorded, rel=1e-6)
+    # Keys added since (intervals, macro-F1, calibration) are checked by their own tests.
+    assert {key: produced[key] for key in recorded} == pytest.approx(recorded, rel=1e-6)
 
 
 def test_evaluate_writes_the_comparison_and_a_confusion_table(pipeline):
@@ -71,6 +72,23 @@ def test_evaluate_writes_the_comparison_and_a_confusion_table(pipeline):
     assert set(per_class["finetuned"]) >= {"airplane", "truck"}
     confusion = pd.read_csv(pipeline / "reports/confusion.csv")
     assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == TINY_TEST
+
+
+def test_evaluate_draws_where_the_model_is_wrong_and_how_sure_it_is(pipeline):
+    metrics = json.loads((pipeline / "reports/metrics.json").read_text())
+    low, high = metrics["accuracy_delta_ci_low"], metrics["accuracy_delta_ci_high"]
+    assert low <= metrics["accuracy_delta"] <= high
+    assert 0 <= metrics["finetuned_ece"] <= 1 and 0 <= metrics["finetuned_macro_f1"] <= 1
+    pictures = sorted(p.name for p in (pipeline / "reports/evaluation").iterdir())
+    assert pictures == ["confusion_matrix.png", "grad_cam.png", "reliability.png",
+                        "top_losses.png"]  # fmt: skip
+    for name in pictures:
+        assert (pipeline / "reports/evaluation" / name).read_bytes()[:4] == b"\x89PNG"
+    reliability = pd.read_csv(pipeline / "reports/reliability.csv")
+    assert list(reliability.columns) == ["confidence", "baseline_accuracy", "finetuned_accuracy"]
+    per_class = json.loads((pipeline / "reports/per_class.json").read_text())
+    supports = sum(d["support"] for d in per_class["finetuned_details"].values())
+    assert supports == metrics["test_images"]
 
 
 def test_report_writes_figure_and_markdown(pipeline):
@@ -267,13 +285,21 @@ def test_a_stage_tells_its_tracker_what_it_read_wrote_and_found(
         Path("reports/metrics.json"),
         Path("reports/per_class.json"),
         Path("reports/confusion.csv"),
+        Path("reports/reliability.csv"),
+        Path("reports/evaluation"),
     )
     assert tracker.called("link_inputs") == [(read,)]
     assert tracker.called("record_outputs") == [(written,)]
-    assert tracker.called("log_artifacts") == [(written, False)]
+    assert tracker.called("log_artifacts") == [
+        (written[:4], False),
+        ((Path("reports/evaluation"),), True),
+    ]
     metrics = json.loads((workdir / "reports/metrics.json").read_text())
     del metrics["test_images"]
     assert tracker.results == pytest.approx(metrics)
     (linked,) = tracker.called("link_model_metrics")
-    assert set(linked[0]["finetuned_model"]) == {"finetuned_accuracy", "finetuned_loss"}
+    assert set(linked[0]["finetuned_model"]) == {
+        "finetuned_accuracy", "finetuned_loss", "finetuned_accuracy_ci_low",
+        "finetuned_accuracy_ci_high", "finetuned_macro_f1", "finetuned_ece",
+    }  # fmt: skip
     assert not (workdir / "mlflow.db").exists()

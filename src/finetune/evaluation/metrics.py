@@ -2,8 +2,8 @@
 
 ``Metrics`` is metrics.json: its fields are the headline of every run (the comparison in
 ``dvc metrics show``, the evaluate run and the execution's comparison run), each TTA number
-beside its plain one. TensorFlow-free: the report stage and the relog tool read metrics
-without loading a model.
+beside its plain one, with how sure each is (see ``analysis``). TensorFlow-free: the report
+stage and the relog tool read metrics without loading a model.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from src.finetune.data.splits import is_class_name
 from src.finetune.environment import rerun
+from src.finetune.evaluation import analysis
 from src.finetune.files import read_json, write_json
 
 Accuracy = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
@@ -28,11 +29,15 @@ CHECKPOINTS = ("baseline", "finetuned")
 
 @dataclass(frozen=True)
 class Scores:
-    """One checkpoint on the test split."""
+    """One checkpoint on the test split: its class probabilities for every test image."""
 
     loss: float
     accuracy: float
-    predictions: np.ndarray
+    probabilities: np.ndarray
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
 
 
 class Metrics(BaseModel):
@@ -46,6 +51,17 @@ class Metrics(BaseModel):
     accuracy_delta: Delta
     baseline_loss: Loss
     finetuned_loss: Loss
+    # 95% bootstrap intervals, the same resamples for both models (``analysis``)
+    baseline_accuracy_ci_low: Accuracy
+    baseline_accuracy_ci_high: Accuracy
+    finetuned_accuracy_ci_low: Accuracy
+    finetuned_accuracy_ci_high: Accuracy
+    accuracy_delta_ci_low: Delta
+    accuracy_delta_ci_high: Delta
+    baseline_macro_f1: Accuracy
+    finetuned_macro_f1: Accuracy
+    baseline_ece: Accuracy  # expected calibration error, 15 bins
+    finetuned_ece: Accuracy
     baseline_accuracy_tta: Accuracy | None = None
     finetuned_accuracy_tta: Accuracy | None = None
     accuracy_delta_tta: Delta | None = None
@@ -63,10 +79,11 @@ class Metrics(BaseModel):
         cls,
         baseline: Scores,
         finetuned: Scores,
-        test_images: int,
+        labels: np.ndarray,
         tta: tuple[Scores, Scores] | None = None,
     ) -> Metrics:
-        """The comparison of the two checkpoints, with TTA when it ran."""
+        """The comparison of the two checkpoints on the test ``labels``, with TTA when it
+        ran."""
         with_tta = {}
         if tta is not None:
             with_tta = {
@@ -74,15 +91,32 @@ class Metrics(BaseModel):
                 "finetuned_accuracy_tta": tta[1].accuracy,
                 "accuracy_delta_tta": tta[1].accuracy - tta[0].accuracy,
             }
+        intervals = analysis.paired_bootstrap(labels, baseline.predictions, finetuned.predictions)
+        classes = baseline.probabilities.shape[1]
         return cls(
             baseline_accuracy=baseline.accuracy,
             finetuned_accuracy=finetuned.accuracy,
             accuracy_delta=finetuned.accuracy - baseline.accuracy,
             baseline_loss=baseline.loss,
             finetuned_loss=finetuned.loss,
-            test_images=test_images,
+            **{f"{key}_ci_low": i.low for key, i in intervals.items()},
+            **{f"{key}_ci_high": i.high for key, i in intervals.items()},
+            baseline_macro_f1=analysis.macro_f1(labels, baseline.predictions, classes),
+            finetuned_macro_f1=analysis.macro_f1(labels, finetuned.predictions, classes),
+            baseline_ece=analysis.reliability(
+                baseline.probabilities, labels
+            ).expected_calibration_error,
+            finetuned_ece=analysis.reliability(
+                finetuned.probabilities, labels
+            ).expected_calibration_error,
+            test_images=len(labels),
             **with_tta,
         )
+
+    @property
+    def beyond_noise(self) -> bool:
+        """Whether the difference's 95% interval leaves out zero."""
+        return self.accuracy_delta_ci_low > 0 or self.accuracy_delta_ci_high < 0
 
     @property
     def tta(self) -> bool:
@@ -108,9 +142,32 @@ HEADLINE = tuple(key for key in Metrics.model_fields if key != "test_images" and
 TTA_HEADLINE = tuple(key for key in Metrics.model_fields if key.endswith("_tta"))
 
 
+class ClassDetail(BaseModel):
+    """The fine-tuned model on one class's test images."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    precision: Accuracy
+    recall: Accuracy
+    f1: Accuracy
+    support: Annotated[int, Field(ge=0)]
+
+
+class Confusion(BaseModel):
+    """Test images of class ``actual`` the fine-tuned model calls ``predicted``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    actual: str
+    predicted: str
+    count: Annotated[int, Field(ge=1)]
+    share: Accuracy  # of the actual class's test images
+
+
 class PerClass(BaseModel):
-    """per_class.json: each checkpoint's accuracy within each class, by name; None for a class
-    absent from the test split.
+    """per_class.json: each checkpoint's accuracy within each class, by name (None for a class
+    absent from the test split); the fine-tuned model's precision, recall, F1 and support per
+    class; the pairs it confuses most.
 
     Kept out of metrics.json: ten classes (or a hundred) times two checkpoints would make
     `dvc metrics show` and `dvc exp show` tables too wide to read.
@@ -120,11 +177,13 @@ class PerClass(BaseModel):
 
     baseline: dict[str, Accuracy | None]
     finetuned: dict[str, Accuracy | None]
+    finetuned_details: dict[str, ClassDetail]
+    most_confused: list[Confusion]
 
     @model_validator(mode="after")
     def _same_classes(self) -> PerClass:
-        if list(self.baseline) != list(self.finetuned):
-            raise ValueError("baseline and finetuned name different classes")
+        if not list(self.baseline) == list(self.finetuned) == list(self.finetuned_details):
+            raise ValueError("baseline, finetuned and finetuned_details name different classes")
         for name in self.baseline:
             if not is_class_name(name):
                 raise ValueError(f"class name {name[:100]!r} is not printable UTF-8 text")
@@ -137,6 +196,8 @@ class PerClass(BaseModel):
         return cls(
             baseline=per_class_accuracy(labels, baseline.predictions, class_names),
             finetuned=per_class_accuracy(labels, finetuned.predictions, class_names),
+            finetuned_details=analysis.class_report(labels, finetuned.predictions, class_names),
+            most_confused=analysis.most_confused(labels, finetuned.predictions, class_names),
         )
 
 

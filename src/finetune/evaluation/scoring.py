@@ -31,9 +31,8 @@ def score(model: keras.Model, test: Split, tta: int = 0) -> Scores:
     probabilities /= 1 + tta
     one_hot = keras.utils.to_categorical(test.labels, test.classes)
     loss = keras.losses.categorical_crossentropy(one_hot, probabilities)
-    predictions = probabilities.argmax(axis=1)
-    accuracy = np.mean(predictions == test.labels)
-    return Scores(float(np.mean(loss)), float(accuracy), predictions)
+    accuracy = np.mean(probabilities.argmax(axis=1) == test.labels)
+    return Scores(float(np.mean(loss)), float(accuracy), probabilities)
 
 
 def tta_views(size: tuple[int, int]) -> list[View]:

@@ -36,6 +36,95 @@ def title(params: Params) -> str:
     return f"{data} · {params.backbone.title}, {weights}"
 
 
+def _cell(name: str) -> str:
+    return name.replace("|", "\\|")  # a class folder may be named "a|b"
+
+
+def noise_sentence(metrics: Metrics) -> str:
+    """Whether the difference is more than the test split's noise, with its interval."""
+    interval = (
+        f"95% interval {_signed(metrics.accuracy_delta_ci_low)} to "
+        f"{_signed(metrics.accuracy_delta_ci_high)} points"
+    )
+    if metrics.beyond_noise:
+        return f"Beyond noise: {interval} (paired bootstrap of the test images)."
+    return f"Within noise: {interval} (paired bootstrap of the test images) holds zero."
+
+
+def _signed(value: float) -> str:
+    return f"{100 * value:+.2f}"
+
+
+def certainty_lines(metrics: Metrics) -> list[str]:
+    """The intervals, macro-F1 and calibration of both checkpoints, as a table."""
+    rows = [
+        "| checkpoint | test accuracy (95% interval) | macro-F1 | calibration error (ECE) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for checkpoint in ("baseline", "finetuned"):
+        accuracy = getattr(metrics, f"{checkpoint}_accuracy")
+        low = getattr(metrics, f"{checkpoint}_accuracy_ci_low")
+        high = getattr(metrics, f"{checkpoint}_accuracy_ci_high")
+        rows.append(
+            f"| {checkpoint} | {_pct(accuracy)} ({_pct(low)} to {_pct(high)}) "
+            f"| {getattr(metrics, f'{checkpoint}_macro_f1'):.4f} "
+            f"| {getattr(metrics, f'{checkpoint}_ece'):.4f} |"
+        )
+    return [
+        *rows,
+        "",
+        "Macro-F1 weighs every class alike, however few its images; the calibration error "
+        "is the gap between how sure the model says it is and how often it is right (15 "
+        "bins; 0 is perfectly calibrated).",
+    ]
+
+
+def detail_lines(per_class: PerClass) -> list[str]:
+    """The fine-tuned model's precision, recall, F1 and support per class, and the pairs it
+    confuses most."""
+    lines = [
+        "Fine-tuned model, per class:",
+        "",
+        "| class | precision | recall | F1 | test images |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {_cell(name)} | {d.precision:.3f} | {d.recall:.3f} | {d.f1:.3f} | {d.support} |"
+            for name, d in per_class.finetuned_details.items()
+        ),
+        "",
+    ]
+    if not per_class.most_confused:
+        return [*lines, "No test image was mistaken for another class."]
+    return [
+        *lines,
+        "Most confused (actual -> predicted, share of the actual class's test images):",
+        "",
+        *(
+            f"- {_cell(c.actual)} -> {_cell(c.predicted)}: {c.count} ({_pct(c.share)})"
+            for c in per_class.most_confused
+        ),
+    ]
+
+
+PICTURES = {
+    "top_losses.png": "Top losses: the test images the fine-tuned model got wrong most "
+    "confidently (actual / predicted, probability)",
+    "grad_cam.png": "Grad-CAM: where the fine-tuned model looked, for a few right and a few "
+    "wrong test images",
+    "reliability.png": "Reliability: accuracy against confidence for both checkpoints",
+    "confusion_matrix.png": "Confusion matrix of the fine-tuned model, normalised per class",
+}
+
+
+def picture_lines(pictures: Path, report: Path) -> list[str]:
+    """The figures ``evaluate`` drew, linked from the report."""
+    folder = Path(os.path.relpath(pictures, report.parent)).as_posix()
+    lines = ["## Where the model is wrong", ""]
+    for name, caption in PICTURES.items():
+        lines += [f"![{caption}]({folder}/{name})", ""]
+    return lines[:-1]
+
+
 def verdict(delta: float) -> str:
     if abs(delta) < 0.0005:
         return "Fine-tuning left test accuracy unchanged"
@@ -124,6 +213,7 @@ def render_report(
     title: str,
     figure: Path,
     report: Path,
+    pictures: Path,
 ) -> str:
     start = fine_tune_start(history)
     last = int(history["epoch"].max())
@@ -145,7 +235,7 @@ def render_report(
         "",
         f"{verdict(metrics.accuracy_delta)} "
         f"({_pct(metrics.baseline_accuracy)} -> {_pct(metrics.finetuned_accuracy)} "
-        f"on {metrics.test_images} test images).",
+        f"on {metrics.test_images} test images). {noise_sentence(metrics)}",
         "",
         f"| checkpoint | epochs | kept epoch | test accuracy | test loss |{tta_head}",
         f"| --- | --- | ---: | ---: | ---: |{tta_rule}",
@@ -164,6 +254,10 @@ def render_report(
         "",
         f"![Validation accuracy, loss and learning rate over epochs 1-{last}; fine-tuning starts "
         f"at epoch {start}; stars mark the epochs kept]({image})",
+        "",
+        "## How sure, and where it is wrong",
+        "",
+        *certainty_lines(metrics),
         "",
         "## What ran",
         "",
@@ -184,8 +278,8 @@ def render_report(
     for name, base in per_class.baseline.items():
         tuned = per_class.finetuned[name]
         change = "n/a" if base is None or tuned is None else _points(tuned - base)
-        cell = name.replace("|", "\\|")  # a class folder may be named "a|b"
-        lines.append(f"| {cell} | {_pct(base)} | {_pct(tuned)} | {change} |")
+        lines.append(f"| {_cell(name)} | {_pct(base)} | {_pct(tuned)} | {change} |")
+    lines += ["", *detail_lines(per_class), "", *picture_lines(pictures, report)]
     lines += ["", "## Exports", "", *exports_section(exports)]
     return "\n".join(lines) + "\n"
 

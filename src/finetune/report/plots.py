@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
@@ -72,4 +73,94 @@ def learning_curves_figure(history: pd.DataFrame, kept: Mapping[Phase, int], tit
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[-1].set_xlim(0.5, epochs.max() + 0.5)
     figure.tight_layout()
+    return figure
+
+
+# --- what evaluate draws: where the model is wrong, how sure it is --------------------------
+
+
+def save(figure: Figure, path: Path) -> None:
+    with atomic_path(path) as partial:
+        figure.savefig(partial, dpi=110, bbox_inches="tight")
+
+
+def _grid(count: int, columns: int = 4) -> tuple[Figure, list]:
+    rows = max(1, -(-count // columns))
+    figure = Figure(figsize=(2.6 * columns, 2.9 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False).ravel().tolist()
+    for axis in axes:
+        axis.axis("off")
+    return figure, axes
+
+
+def _shown(image: np.ndarray) -> np.ndarray:
+    return image[..., 0] if image.shape[-1] == 1 else image
+
+
+def top_losses_figure(images: np.ndarray, captions: list[str], title: str = "Top losses") -> Figure:
+    """The most confidently wrong test images, each captioned true / predicted / probability."""
+    figure, axes = _grid(len(images))
+    for axis, image, caption in zip(axes, images, captions, strict=False):
+        axis.imshow(_shown(image), cmap="gray" if image.shape[-1] == 1 else None)
+        axis.set_title(caption, fontsize="small")
+    if not len(images):
+        axes[0].text(0.5, 0.5, "no test image was wrong", ha="center", va="center")
+    figure.suptitle(title)
+    return figure
+
+
+def grad_cam_figure(images: np.ndarray, maps: np.ndarray, captions: list[str]) -> Figure:
+    """Each image with its Grad-CAM map laid over it (red: where the model looked)."""
+    figure, axes = _grid(len(images))
+    for axis, image, heat, caption in zip(axes, images, maps, captions, strict=False):
+        height, width = image.shape[:2]
+        axis.imshow(_shown(image), cmap="gray" if image.shape[-1] == 1 else None)
+        axis.imshow(heat, cmap="jet", alpha=0.45, extent=(0, width, height, 0),
+                    interpolation="bilinear")  # fmt: skip
+        axis.set_title(caption, fontsize="small")
+    figure.suptitle("Grad-CAM of the fine-tuned model (right, then wrong)")
+    return figure
+
+
+def reliability_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                       eces: Mapping[str, float]) -> Figure:  # fmt: skip
+    """Accuracy against confidence per bin for each checkpoint; the diagonal is perfect."""
+    figure = Figure(figsize=(5.5, 5))
+    axis = figure.subplots()
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    for name, (confidence, accuracy, count) in curves.items():
+        filled = count > 0
+        axis.plot(confidence[filled], accuracy[filled], marker="o",
+                  label=f"{name} (ECE {eces[name]:.3f})")  # fmt: skip
+    axis.set_xlabel("confidence (top probability)")
+    axis.set_ylabel("accuracy")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.grid(True, alpha=0.3)
+    axis.legend(loc="upper left", fontsize="small")
+    axis.set_title("Reliability on the test split")
+    return figure
+
+
+def confusion_figure(matrix: np.ndarray, class_names: tuple[str, ...]) -> Figure:
+    """The confusion matrix normalised per actual class (rows sum to 100%)."""
+    totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    size = min(2 + 0.45 * len(class_names), 24)
+    figure = Figure(figsize=(size + 1.5, size))
+    axis = figure.subplots()
+    shown = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=90, fontsize="small")
+    axis.set_yticks(ticks, class_names, fontsize="small")
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("actual")
+    if len(class_names) <= 20:
+        for (row, column), share in np.ndenumerate(shares):
+            if share >= 0.005:
+                color = "white" if share > 0.5 else "black"
+                axis.text(column, row, f"{100 * share:.0f}", ha="center", va="center",
+                          fontsize="x-small", color=color)  # fmt: skip
+    figure.colorbar(shown, ax=axis, format=PercentFormatter(1.0))
+    axis.set_title("Confusion matrix, fine-tuned model (share of each actual class)")
     return figure

@@ -18,8 +18,17 @@ from src.finetune.evaluation.metrics import (
 
 NAMES = tuple(f"c{i}" for i in range(10))
 LABELS = np.array([0, 1, 2, 3])
-BASELINE = Scores(loss=1.2, accuracy=0.25, predictions=np.array([0, 0, 0, 0]))
-FINETUNED = Scores(loss=0.8, accuracy=0.75, predictions=np.array([0, 1, 2, 0]))
+
+
+def confident(predictions, sure=0.91):
+    """Probabilities putting ``sure`` on each predicted class, the rest spread evenly."""
+    rows = np.full((len(predictions), 10), (1 - sure) / 9)
+    rows[np.arange(len(predictions)), predictions] = sure
+    return rows
+
+
+BASELINE = Scores(loss=1.2, accuracy=0.25, probabilities=confident([0, 0, 0, 0]))
+FINETUNED = Scores(loss=0.8, accuracy=0.75, probabilities=confident([0, 1, 2, 0]))
 
 
 def test_per_class_accuracy_and_absent_classes():
@@ -30,7 +39,7 @@ def test_per_class_accuracy_and_absent_classes():
 
 
 def test_comparison_metrics_delta_is_finetuned_minus_baseline():
-    metrics = Metrics.compare(BASELINE, FINETUNED, len(LABELS))
+    metrics = Metrics.compare(BASELINE, FINETUNED, LABELS)
     assert metrics.accuracy_delta == pytest.approx(0.5)
     assert metrics.baseline_loss == 1.2 and metrics.finetuned_loss == 0.8
     assert metrics.test_images == 4
@@ -41,8 +50,8 @@ def test_comparison_metrics_delta_is_finetuned_minus_baseline():
 
 
 def test_tta_adds_its_accuracies_and_delta_beside_the_plain_ones():
-    tta = (Scores(1.0, 0.5, LABELS), Scores(0.7, 1.0, LABELS))
-    metrics = Metrics.compare(BASELINE, FINETUNED, len(LABELS), tta)
+    tta = (Scores(1.0, 0.5, confident([0, 1, 0, 0])), Scores(0.7, 1.0, confident(LABELS)))
+    metrics = Metrics.compare(BASELINE, FINETUNED, LABELS, tta)
     assert metrics.baseline_accuracy_tta == 0.5 and metrics.finetuned_accuracy_tta == 1.0
     assert metrics.accuracy_delta_tta == pytest.approx(0.5)
     assert set(HEADLINE) | set(TTA_HEADLINE) == set(metrics.headline())
@@ -52,6 +61,16 @@ def test_tta_adds_its_accuracies_and_delta_beside_the_plain_ones():
         "accuracy_delta",
         "baseline_loss",
         "finetuned_loss",
+        "baseline_accuracy_ci_low",
+        "baseline_accuracy_ci_high",
+        "finetuned_accuracy_ci_low",
+        "finetuned_accuracy_ci_high",
+        "accuracy_delta_ci_low",
+        "accuracy_delta_ci_high",
+        "baseline_macro_f1",
+        "finetuned_macro_f1",
+        "baseline_ece",
+        "finetuned_ece",
         "baseline_accuracy_tta",
         "finetuned_accuracy_tta",
         "accuracy_delta_tta",
@@ -68,7 +87,7 @@ def test_confusion_rows_name_classes_per_image():
 
 def test_metrics_are_read_back_and_checked(tmp_path):
     path = tmp_path / "metrics.json"
-    metrics = Metrics.compare(BASELINE, FINETUNED, len(LABELS)).model_dump(exclude_none=True)
+    metrics = Metrics.compare(BASELINE, FINETUNED, LABELS).model_dump(exclude_none=True)
     path.write_text(json.dumps(metrics))
     assert read_metrics(path).model_dump(exclude_none=True) == metrics
     path.write_text(json.dumps({k: v for k, v in metrics.items() if k != "finetuned_loss"}))
@@ -98,13 +117,29 @@ def test_per_class_accuracies_are_read_back_and_checked(tmp_path):
     per_class = PerClass.compare(BASELINE, FINETUNED, LABELS, NAMES).model_dump()
     path.write_text(json.dumps(per_class))
     assert read_per_class(path).model_dump() == per_class
+    assert per_class["most_confused"] == [
+        {"actual": "c3", "predicted": "c0", "count": 1, "share": 1.0}
+    ]
+    assert per_class["finetuned_details"]["c0"] == {
+        "precision": 0.5,
+        "recall": 1.0,
+        "f1": pytest.approx(2 / 3, abs=1e-6),
+        "support": 1,
+    }
     for damage, message in (
         ({"baseline": {}}, "lacks finetuned"),
         (per_class | {"baseline": {"c0": "x"}}, r"baseline\.c0: input should be a valid number"),
-        (per_class | {"finetuned": {}}, "baseline and finetuned name different classes"),
+        (per_class | {"finetuned": {}}, "baseline, finetuned and finetuned_details name diff"),
         (
-            {side: {"d\udcffg": 0.5} for side in ("baseline", "finetuned")},
+            per_class
+            | {side: {"d\udcffg": 0.5} for side in ("baseline", "finetuned")}
+            | {"finetuned_details": {"d\udcffg": per_class["finetuned_details"]["c0"]}},
             "is not printable UTF-8 text",
+        ),
+        (
+            per_class
+            | {"most_confused": [{"actual": "c3", "predicted": "c0", "count": 0, "share": 0.0}]},
+            "count: input should be greater",
         ),
     ):
         path.write_text(json.dumps(damage))

@@ -15,9 +15,27 @@ METRICS = {
     "accuracy_delta": 0.05,
     "baseline_loss": 0.6,
     "finetuned_loss": 0.45,
+    "baseline_accuracy_ci_low": 0.792,
+    "baseline_accuracy_ci_high": 0.808,
+    "finetuned_accuracy_ci_low": 0.843,
+    "finetuned_accuracy_ci_high": 0.857,
+    "accuracy_delta_ci_low": 0.011,
+    "accuracy_delta_ci_high": 0.035,
+    "baseline_macro_f1": 0.79,
+    "finetuned_macro_f1": 0.845,
+    "baseline_ece": 0.05,
+    "finetuned_ece": 0.031,
     "test_images": 10000,
 }
-PER_CLASS = {"baseline": {"cat": 0.5, "dog": None}, "finetuned": {"cat": 0.75, "dog": None}}
+PER_CLASS = {
+    "baseline": {"cat": 0.5, "dog": None},
+    "finetuned": {"cat": 0.75, "dog": None},
+    "finetuned_details": {
+        "cat": {"precision": 1.0, "recall": 0.75, "f1": 0.857, "support": 4},
+        "dog": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0},
+    },
+    "most_confused": [{"actual": "cat", "predicted": "dog", "count": 1, "share": 0.25}],
+}
 
 
 def checked(format, size_mb, accuracy, agreement=1.0):
@@ -71,6 +89,7 @@ def report(params, metrics=METRICS, summaries=SUMMARIES, per_class=PER_CLASS, ex
         title="CIFAR-10 transfer learning",
         figure=Path("reports/figures/validation_curves.png"),
         report=Path("reports/report.md"),
+        pictures=Path("reports/evaluation"),
     )
 
 
@@ -91,9 +110,14 @@ def test_report_has_the_numbers_the_figure_and_the_per_class_table():
 
 
 def test_a_class_name_with_a_bar_keeps_the_table_whole():
-    per_class = {side: {"a|b": 0.5} for side in ("baseline", "finetuned")}
+    detail = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    per_class = {side: {"a|b": 0.5} for side in ("baseline", "finetuned")} | {
+        "finetuned_details": {"a|b": detail},
+        "most_confused": [{"actual": "a|b", "predicted": "a|b", "count": 1, "share": 0.5}],
+    }
     text = report(project_params(), per_class=per_class)
     assert "| a\\|b | 50.00% | 50.00% | +0.00 points |" in text
+    assert "| a\\|b | 0.500 | 0.500 | 0.500 | 2 |" in text
 
 
 def test_report_names_every_technique_that_ran(tmp_path):
@@ -181,3 +205,31 @@ def test_the_model_card_says_what_the_model_is_how_good_where_it_runs_and_how_to
     assert "at git commit `abc1234`, seed 42" in text
     assert "    dvc exp apply tta-2\n    dvc repro" in text
     assert "dvc exp apply" not in card(project_params(), experiment=None)
+
+
+def test_report_says_whether_fine_tuning_helped_beyond_noise():
+    text = report(project_params())
+    assert (
+        "Beyond noise: 95% interval +1.10 to +3.50 points (paired bootstrap of the test "
+        "images)." in text
+    )
+    within = METRICS | {"accuracy_delta_ci_low": -0.004, "accuracy_delta_ci_high": 0.02}
+    assert "Within noise: 95% interval -0.40 to +2.00 points" in report(
+        project_params(), metrics=within
+    )
+    assert "| finetuned | 85.00% (84.30% to 85.70%) | 0.8450 | 0.0310 |" in text
+
+
+def test_report_gives_precision_recall_and_the_most_confused_pairs():
+    text = report(project_params())
+    assert "| cat | 1.000 | 0.750 | 0.857 | 4 |" in text
+    assert "- cat -> dog: 1 (25.00%)" in text
+    none = PER_CLASS | {"most_confused": []}
+    assert "No test image was mistaken" in report(project_params(), per_class=none)
+
+
+def test_report_links_the_pictures_evaluate_drew():
+    text = report(project_params())
+    assert "## Where the model is wrong" in text
+    for name in ("top_losses", "grad_cam", "reliability", "confusion_matrix"):
+        assert f"](evaluation/{name}.png)" in text
