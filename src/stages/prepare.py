@@ -7,7 +7,9 @@ import logging
 
 import numpy as np
 
+from src.finetune.data.prepared import load_info, load_split
 from src.finetune.data.sources import SOURCES
+from src.finetune.data.splits import imbalance
 from src.finetune.environment import repository_root
 from src.finetune.files import atomic_dir
 from src.finetune.params import load_params
@@ -34,6 +36,12 @@ def main(argv: list[str] | None = None) -> None:
         with atomic_dir(paths.out) as out:  # the splits appear together, or not at all
             sizes = source.prepare(params.data, root, rng, out)
         log.info("wrote %s to %s", ", ".join(f"{v} {k}" for k, v in sizes.items()), paths.out)
+        train, info = load_split(paths.out, "train"), load_info(paths.out)
+        counts = np.bincount(train.labels, minlength=info.classes)
+        per_class = zip(info.class_names, counts, strict=True)
+        log.info("training images per class: %s", ", ".join(f"{n} {c}" for n, c in per_class))
+        if warning := imbalance(train.labels, info.class_names):
+            log.warning(warning)
         tracker.log_results(sizes)
         STAGE.record(tracker, paths)
 

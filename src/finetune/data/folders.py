@@ -8,7 +8,9 @@ Files are read one at a time (see ``images``) into a file of rows, so a folder l
 memory never has to fit in it. What is not an image by its name (``.DS_Store``, notes)
 is ignored. A file that cannot be read as an image, a decompression bomb and a link that points
 outside the folder are skipped, counted and named in the log. An empty class, a single class,
-or a class left without training, validation or test images stops the stage with one line.
+or a class left without training, validation or test images stops the stage with one line,
+and so does a layout it would otherwise read wrong: a ``val/`` folder beside ``train/`` and
+``test/``, a class present in only one of them, a class folder that is a link to another.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def scan_folder(root: Path) -> FolderScan:
     split_dirs = {name: root / name for name in ("train", "test")}
     if all(path.is_dir() for path in split_dirs.values()):
         names = _class_names(split_dirs["train"])
+        _check_split_layout(root, names, _class_names(split_dirs["test"]))
         scan = FolderScan(names, {})
         for split, path in split_dirs.items():
             scan.files[split] = _class_files(path, names, root, scan)
@@ -57,6 +60,40 @@ def scan_folder(root: Path) -> FolderScan:
     scan = FolderScan(names, {})
     scan.files["all"] = _class_files(root, names, root, scan)
     return scan
+
+
+VALIDATION_NAMES = ("val", "valid", "validation")
+
+
+def _check_split_layout(root: Path, train: tuple[str, ...], test: tuple[str, ...]) -> None:
+    """Refuse what a train/ and test/ layout would otherwise drop without a word."""
+    for name in VALIDATION_NAMES:
+        if (root / name).is_dir():
+            raise PipelineError(
+                f"{root / name} is a validation folder, which this pipeline does not read: it "
+                "holds out data.val_split of train/ instead; move its images into train/ (or "
+                "out of data.folder)"
+            )
+    others = sorted(
+        p.name for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in ("train", "test")
+    )  # fmt: skip
+    if others:
+        raise PipelineError(
+            f"{root} holds train/ and test/, so its other folders ({', '.join(others)}) would "
+            "be ignored; move their images into train/<class>/ or test/<class>/"
+        )
+    only_test, only_train = sorted(set(test) - set(train)), sorted(set(train) - set(test))
+    if only_test:
+        raise PipelineError(
+            f"{root / 'test'}: the class(es) {', '.join(only_test)} have no training images; "
+            f"add {root / 'train'}/<class>/ for each, or remove them from test/"
+        )
+    if only_train:
+        raise PipelineError(
+            f"{root / 'train'}: the class(es) {', '.join(only_train)} have no test images; "
+            f"add {root / 'test'}/<class>/ for each, or remove them from train/"
+        )
 
 
 def _class_names(directory: Path) -> tuple[str, ...]:
@@ -83,6 +120,7 @@ def _class_files(
 ) -> list[tuple[Path, int]]:
     files: list[tuple[Path, int]] = []
     inside = root.resolve()
+    seen: dict[Path, Path] = {}
     for label, name in enumerate(names):
         class_dir = directory / name
         if not _inside(class_dir, inside):
@@ -90,6 +128,13 @@ def _class_files(
                 f"{class_dir} is a link pointing outside {root}; copy or move the class's "
                 "images into the folder, so that the folder (a DVC dependency) holds them"
             )
+        target = class_dir.resolve()
+        if target in seen:
+            raise PipelineError(
+                f"{class_dir} and {seen[target]} are the same folder (one links to the "
+                "other), so two classes would hold the same images; remove the link"
+            )
+        seen[target] = class_dir
         found = 0
         for path in sorted(class_dir.rglob("*")):
             if not _inside(path, inside):  # a link, inside a linked folder, or in a loop

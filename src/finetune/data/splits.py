@@ -122,3 +122,23 @@ def is_class_name(text: object) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+IMBALANCE_RATIO = 10  # largest class over smallest, in training images, before a warning
+
+
+def imbalance(labels: np.ndarray, class_names: tuple[str, ...]) -> str | None:
+    """A warning when the largest class has more than ``IMBALANCE_RATIO`` times the training
+    images of the smallest: headline accuracy then hides how the small class fares."""
+    counts = np.bincount(labels, minlength=len(class_names))
+    large, small = int(counts.argmax()), int(counts.argmin())
+    if counts[small] * IMBALANCE_RATIO >= counts[large]:
+        return None
+    return (
+        f"the classes are imbalanced: {class_names[large]} has {counts[large]} training "
+        f"images, {class_names[small]} {counts[small]} (more than {IMBALANCE_RATIO} to 1); "
+        "headline accuracy will hide the small classes: read the per-class recall in the "
+        "report, and add images of the small classes if you can"
+    )

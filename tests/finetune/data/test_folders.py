@@ -134,3 +134,53 @@ def test_a_class_folder_name_that_is_not_utf8_is_one_line(tmp_path):
 def test_a_missing_folder_names_the_key(tmp_path):
     with pytest.raises(PipelineError, match=r"data.folder: .*absent is not a folder"):
         scan_folder(tmp_path / "absent")
+
+
+def split_layout(root, train=("cat", "dog"), test=("cat", "dog"), extra=()):
+    """photos/train/<class>/ and photos/test/<class>/, plus ``extra`` folders of images."""
+    for split, classes in (("train", train), ("test", test)):
+        image_folder(root / split, per_class=4, classes=tuple(classes))
+    for name in extra:
+        image_folder(root / name, per_class=2, classes=("cat", "dog"))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("layout", "expected"),
+    [
+        ({"extra": ("val",)}, r"photos/val is a validation folder, which this pipeline does "
+                              r"not read: .*move its images into train/"),
+        ({"extra": ("valid",)}, r"photos/valid is a validation folder"),
+        ({"extra": ("extra",)}, r"holds train/ and test/, so its other folders \(extra\) "
+                                r"would be ignored"),
+        ({"test": ("cat", "dog", "fox")}, r"photos/test: the class\(es\) fox have no training "
+                                          r"images; add .*photos/train/<class>/"),
+        ({"train": ("cat", "dog", "fox")}, r"photos/train: the class\(es\) fox have no test "
+                                           r"images"),
+    ],
+    ids=["val-folder", "valid-folder", "other-folder", "class-only-in-test", "only-in-train"],
+)  # fmt: skip
+def test_a_split_layout_that_would_lose_images_is_one_line(tmp_path, layout, expected):
+    folder = split_layout(tmp_path / "photos", **layout)
+    with pytest.raises(PipelineError, match=expected) as caught:
+        prepare(folder, tmp_path / "prepared")
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_a_class_folder_linking_to_another_class_is_one_line(tmp_path):
+    folder = image_folder(tmp_path / "photos", per_class=6)
+    (folder / "kitten").symlink_to(folder / "cat")
+    with pytest.raises(
+        PipelineError, match=r"photos/kitten and .*photos/cat are the same folder .*remove the link"
+    ):
+        prepare(folder, tmp_path / "prepared")
+
+
+def test_imbalance_is_a_warning_above_ten_to_one():
+    from src.finetune.data.splits import imbalance
+
+    names = ("big", "small")
+    assert imbalance(np.array([0] * 100 + [1] * 10), names) is None
+    warning = imbalance(np.array([0] * 1000 + [1] * 10), names)
+    assert warning.startswith("the classes are imbalanced: big has 1000 training images, small 10")
