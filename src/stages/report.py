@@ -3,6 +3,7 @@ the model card."""
 
 from __future__ import annotations
 
+from src.finetune.data.checks import DataChecks
 from src.finetune.data.prepared import load_info, load_split
 from src.finetune.environment import experiment_name, git_commit, rerun
 from src.finetune.evaluation.metrics import read_metrics, read_per_class
@@ -33,6 +34,7 @@ STAGE = Stage(
         "metrics": File("reports/metrics.json", "evaluate's metrics JSON", Log.COMPARISON),
         "per-class": File("reports/per_class.json", "evaluate's per-class JSON", Log.COMPARISON),
         "exports": File("reports/export.json", "export's JSON"),
+        "data-checks": File("reports/data_checks.json", "prepare's data checks"),
         "pictures": File("reports/evaluation", "evaluate's figures (linked from the report)"),
         "data": File("data/prepared", "prepared splits (for their sizes)"),
     },
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     metrics = read_metrics(paths.metrics)
     per_class = read_per_class(paths.per_class)
     exports = read_json(paths.exports, ExportReport, f"run {rerun('export')}")
+    checks = read_json(paths.data_checks, DataChecks, f"run {rerun('prepare', force=True)}")
     provenance = Provenance(
         image_shape=load_info(paths.data).image_shape,
         train_images=len(load_split(paths.data, "train")),
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
             summaries,
             params,
             exports,
+            checks,
             title=title(params),
             figure=paths.figure,
             report=paths.report,

@@ -256,7 +256,8 @@ CASES = {
     ),
     "per-class-of-other-classes": Case(
         "report",
-        "per_class.json: its content: baseline and finetuned name different classes",
+        "per_class.json: its content: baseline, finetuned and finetuned_details name different "
+        "classes",
         breaks=replace(
             "reports/per_class.json",
             lambda old: json.dumps(json.loads(old.read_text()) | {"finetuned": {}}).encode(),

@@ -230,7 +230,7 @@ def test_offline_prepare_fails_in_seconds_naming_the_file_to_put(tmp_path):
     )
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "src.stages.prepare", "--out", "data/prepared"],
+        [sys.executable, "-m", "src.stages.prepare", *ARGS[prepare]],
         cwd=tmp_path,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
         capture_output=True,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from src.finetune.data.checks import DataChecks
 from src.finetune.evaluation.metrics import Metrics, PerClass
 from src.finetune.export.formats import Format
 from src.finetune.export.results import ExportReport
@@ -209,6 +210,7 @@ def render_report(
     summaries: Mapping[Phase, Summary],
     params: Params,
     exports: ExportReport,
+    checks: DataChecks,
     *,
     title: str,
     figure: Path,
@@ -281,7 +283,25 @@ def render_report(
         lines.append(f"| {_cell(name)} | {_pct(base)} | {_pct(tuned)} | {change} |")
     lines += ["", *detail_lines(per_class), "", *picture_lines(pictures, report)]
     lines += ["", "## Exports", "", *exports_section(exports)]
+    lines += ["", "## Data checks", "", *data_lines(checks)]
     return "\n".join(lines) + "\n"
+
+
+def data_lines(checks: DataChecks) -> list[str]:
+    """What prepare found in the splits: sizes, balance, duplicates, its warnings."""
+    sizes = ", ".join(f"{n} {split}" for split, n in checks.images.items())
+    lines = [
+        f"Images: {sizes}; the largest class has {checks.imbalance_ratio:g} times the training "
+        "images of the smallest.",
+    ]
+    if not checks.duplicates:
+        lines.append("No duplicate images within or across the splits.")
+    for finding in checks.duplicates:
+        where = finding.a if finding.a == finding.b else f"{finding.a} and {finding.b}"
+        first = " = ".join(finding.examples[0])
+        lines.append(f"- {finding.kind} duplicates in {where}: {finding.pairs} (e.g. {first})")
+    lines += [f"- Warning: {warning}" for warning in checks.warnings]
+    return lines
 
 
 def exports_section(exports: ExportReport) -> list[str]:

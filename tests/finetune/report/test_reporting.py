@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from src.finetune.data.checks import DataChecks, Finding
 from src.finetune.evaluation.metrics import Metrics, PerClass
 from src.finetune.export.results import Checked, ExportReport
 from src.finetune.params import Phase, load_params
@@ -78,6 +79,16 @@ SUMMARIES = {
 }
 
 
+CHECKS = DataChecks(
+    images={"train": 90, "val": 10, "test": 20},
+    per_class={s: {"cat": 1, "dog": 1} for s in ("train", "val", "test")},
+    imbalance_ratio=1.5,
+    duplicates=[Finding(kind="exact", a="train", b="test", pairs=2,
+                        examples=[("train #1", "test #4"), ("train #3", "test #9")])],
+    warnings=["2 identical image pair(s) between train and test"],
+)  # fmt: skip
+
+
 def report(params, metrics=METRICS, summaries=SUMMARIES, per_class=PER_CLASS, exports=EXPORTS):
     return render_report(
         Metrics(**metrics),
@@ -86,6 +97,7 @@ def report(params, metrics=METRICS, summaries=SUMMARIES, per_class=PER_CLASS, ex
         summaries,
         params,
         exports,
+        CHECKS,
         title="CIFAR-10 transfer learning",
         figure=Path("reports/figures/validation_curves.png"),
         report=Path("reports/report.md"),
@@ -233,3 +245,10 @@ def test_report_links_the_pictures_evaluate_drew():
     assert "## Where the model is wrong" in text
     for name in ("top_losses", "grad_cam", "reliability", "confusion_matrix"):
         assert f"](evaluation/{name}.png)" in text
+
+
+def test_report_gives_what_the_data_checks_found():
+    text = report(project_params())
+    assert "Images: 90 train, 10 val, 20 test; the largest class has 1.5 times" in text
+    assert "- exact duplicates in train and test: 2 (e.g. train #1 = test #4)" in text
+    assert "- Warning: 2 identical image pair(s) between train and test" in text
