@@ -206,6 +206,7 @@ Switch = Literal["auto", True, False]
 
 
 class TrainParams(Section):
+    class_weight: Literal["none", "balanced"]
     cache_budget_gb: float = Field(ge=0, le=4096)
     cached_views: int = Field(ge=0, le=64)
     deterministic: bool

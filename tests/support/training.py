@@ -49,6 +49,7 @@ def tiny_plan(**overrides: Any) -> Plan:
     cache = overrides.pop("cache", False)
     budget = overrides.pop("cache_budget_gb", 0.0)
     train = TrainParams(
+        class_weight=overrides.pop("class_weight", "none"),
         cache_budget_gb=budget if cache else 0.0,
         cached_views=overrides.pop("cached_views", 0),
         deterministic=True,

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
+from sklearn.utils.class_weight import compute_class_weight
 
 from src.finetune.data.splits import Split
 from src.finetune.errors import PipelineError
@@ -130,6 +132,7 @@ def train(
     """
     blocks = training_groups(model, plan.unfreeze_last)
     set_trainable(model, blocks)  # the phase's whole range decides where the network is cut
+    weights = class_weights(data[0], plan.train.class_weight)
     inputs = training_inputs(model, data, plan)
     log.info("%s: %s", plan.phase, inputs.description)
     steps = unfreezing_steps(plan, len(blocks))
@@ -174,6 +177,7 @@ def train(
                 backup,
                 *callbacks,
             ],
+            class_weight=weights,
             shuffle=False,  # the dataset shuffles itself, seeded, every epoch
             verbose=1 if sys.stdout.isatty() else 2,
         )
@@ -198,6 +202,19 @@ def train(
         groups=phase_groups(model, plan),
         inputs=inputs.description,
     )
+
+
+def class_weights(train: Split, kind: str) -> dict[int, float] | None:
+    """Keras's ``class_weight``: none, or "balanced" as scikit-learn computes it (each class
+    weighs ``n_images / (n_classes * its images)``). Keras weighs a blended MixUp or CutMix
+    label by its largest class."""
+    if kind == "none":
+        return None
+    labels = train.labels if train.labels.ndim == 1 else train.labels.argmax(axis=1)
+    present = np.unique(labels)  # every class, as prepare checks; 1.0 for any other
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    found = dict(zip(present.tolist(), weights.tolist(), strict=True))
+    return {index: found.get(index, 1.0) for index in range(train.classes)}
 
 
 def phase_loss(plan: Plan) -> keras.losses.Loss:

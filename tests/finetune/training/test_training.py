@@ -7,10 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from src.finetune.data.splits import Split
 from src.finetune.errors import PipelineError
 from src.finetune.model.network import base_of
 from src.finetune.training.history import HISTORY_COLUMNS
-from src.finetune.training.loop import _fail_on_divergence, phase_loss, unfreezing_steps
+from src.finetune.training.loop import (
+    _fail_on_divergence,
+    class_weights,
+    phase_loss,
+    unfreezing_steps,
+)
 from src.finetune.training.optimization import learning_rate
 from tests.support.training import brief_train, fresh_model, tiny_plan, tiny_split
 
@@ -186,3 +192,28 @@ def test_early_stopping_stops_keeps_every_epoch_run_and_restores_the_best():
     assert history.kept_epoch == 1
     for ours, kept in zip(model.get_weights(), snapshots.weights[1], strict=True):
         np.testing.assert_array_equal(ours, kept)
+
+
+def test_balanced_class_weights_make_each_class_count_alike():
+    labels = np.array([0] * 8 + [1] * 2)
+    split = Split(np.zeros((10, 32, 32, 3), np.uint8), labels, 2)
+    assert class_weights(split, "none") is None
+    assert class_weights(split, "balanced") == {0: 10 / (2 * 8), 1: 10 / (2 * 2)}
+    blended = Split(split.images, np.eye(2)[labels] * 0.7 + 0.15, 2)  # MixUp-like rows
+    assert class_weights(blended, "balanced") == class_weights(split, "balanced")
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_balanced_class_weights_change_the_training_loss(cache):
+    """Streamed or on the cache: the same tiny, imbalanced run with and without weights."""
+    images = tiny_split(20).images
+    labels = np.array([0] * 16 + [1] * 2 + [2] * 2)
+    splits = (Split(images, labels, 10), tiny_split(seed=1))
+    plain, weighted = fresh_model(), fresh_model()
+    brief_train(plain, splits, cache=cache, cache_budget_gb=1.0)
+    brief_train(weighted, splits, cache=cache, cache_budget_gb=1.0, class_weight="balanced")
+    again = fresh_model()
+    brief_train(again, splits, cache=cache, cache_budget_gb=1.0)
+    head = [m.get_layer("probs").get_weights()[0] for m in (plain, weighted, again)]
+    np.testing.assert_array_equal(head[0], head[2])  # deterministic: only the weights differ
+    assert not np.allclose(head[0], head[1]), "the small classes' gradients were scaled up"
