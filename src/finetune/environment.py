@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -83,4 +84,13 @@ def rerun(stage: str = "", *, force: bool = False) -> str:
     ``dvc repro --force prepare``."""
     return (
         " ".join(["`dvc repro", *(["--force"] if force else []), *([stage] if stage else [])]) + "`"
+    )
+
+
+def project_sources() -> list[Path]:
+    """The project's Python files this process has imported: the code a stage runs."""
+    root = Path(__file__).resolve().parents[1]  # src/
+    files = (getattr(module, "__file__", None) for module in list(sys.modules.values()))
+    return sorted(
+        {Path(f).resolve() for f in files if f and Path(f).resolve().is_relative_to(root)}
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 
 from src.finetune.data.splits import Split
+from src.finetune.environment import project_sources
 from src.finetune.files import atomic_path
 from src.finetune.model.checkpoints import weights_digest, write_checkpoint
 from src.finetune.params import Params
@@ -39,8 +40,9 @@ class PhaseRun:
 
 
 def backup_for(stage: Stage, params: Params, paths: StagePaths) -> EpochBackup:
-    """The stage's per-epoch backup, valid only for its params and the content of its inputs."""
-    valid_for = fingerprint(params.select(stage.params), paths.inputs())
+    """The stage's per-epoch backup, valid only for its params, the content of its inputs and
+    the code it runs."""
+    valid_for = fingerprint(params.select(stage.params), paths.inputs(), project_sources())
     return EpochBackup(paths.backup_dir, valid_for, stage.name)
 
 

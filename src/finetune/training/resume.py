@@ -11,8 +11,9 @@ reached), with what a phase of several unfreezing steps and early stopping needs
 - ``state.json`` is the commit point: an epoch's files are written under their own names
   first and ``state.json`` is renamed into place after, so a kill during a backup leaves
   the previous backup whole;
-- a backup carries a fingerprint of the stage's params and inputs; one made for other
-  params or inputs, or one that cannot be read, is discarded, never resumed from.
+- a backup carries a fingerprint of the stage's params, inputs and code; one made for other
+  params, inputs or code, or one that cannot be read, is discarded, never resumed from (the
+  rest of a phase must not train with an older optimizer while dvc.lock credits new code).
 """
 
 from __future__ import annotations
@@ -36,9 +37,16 @@ STATE_FILE = "state.json"
 log = logging.getLogger(__name__)
 
 
-def fingerprint(params: Mapping[str, Any], inputs: Iterable[Path]) -> str:
-    """What a backup is only valid for: the stage's params and the content of its inputs."""
-    payload = {"params": dict(params), "inputs": {str(p): content_hash(p) for p in inputs}}
+def fingerprint(
+    params: Mapping[str, Any], inputs: Iterable[Path], code: Iterable[Path] = ()
+) -> str:
+    """What a backup is only valid for: the stage's params, the content of its inputs and of
+    the source files it runs."""
+    payload = {
+        "params": dict(params),
+        "inputs": {str(p): content_hash(p) for p in inputs},
+        "code": {str(p): content_hash(p) for p in sorted(code)},
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -99,7 +107,7 @@ class EpochBackup(keras.callbacks.Callback):
             return Resumed()
         if saved.get("fingerprint") != self.fingerprint:
             log.info(
-                "discarding the backup in %s: it was made with other params or inputs",
+                "discarding the backup in %s: it was made with other params, inputs or code",
                 self.directory,
             )
             self.discard()

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from src.finetune.data.splits import Split
 from src.finetune.errors import PipelineError
+from src.finetune.training import resume as resume_module
 from src.finetune.training.resume import STATE_FILE, EpochBackup, fingerprint
 from tests.support.training import augment, brief_train, fresh_model, tiny_split
 
@@ -224,3 +226,18 @@ def test_a_resumed_phase_picks_up_schedule_groups_unfreezing_and_early_stopping(
     stopping = state["b"]["stateful"]
     assert (stopping["best_epoch"] + 1, stopping["best"]) == (best["epoch"], best["val_loss"])
     assert stopping["wait"] == 9 - best["epoch"], "patience used counts across the kill"
+
+
+def test_a_backup_is_valid_only_for_the_code_that_made_it(tmp_path):
+    """Changing a source file between a kill and the resume discards the backup."""
+    from src.finetune.environment import project_sources
+
+    sources = project_sources()
+    assert Path(resume_module.__file__).resolve() in sources
+    assert all(p.suffix == ".py" and "src" in p.parts for p in sources)
+    code = tmp_path / "loop.py"
+    code.write_text("LR = 1\n")
+    before = fingerprint({"phase1.lr": 0.1}, [], [code])
+    assert fingerprint({"phase1.lr": 0.1}, [], [code]) == before
+    code.write_text("LR = 2\n")
+    assert fingerprint({"phase1.lr": 0.1}, [], [code]) != before
