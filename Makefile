@@ -9,7 +9,10 @@ help: ## List the commands
 
 install: ## Create .venv and install the pinned requirements
 	python3.11 -m venv .venv || python3 -m venv .venv
-	$(BIN)pip install -q -r requirements.txt
+	@echo "installing the pinned requirements into .venv (TensorFlow, DVC, MLflow, ONNX Runtime,"
+	@echo "LiteRT and the ImageNet weights: about 3 GB on disk, a few minutes on a first install)..."
+	@start=$$(date +%s); $(BIN)pip install -q -r requirements.txt && \
+		echo "installed in $$(( $$(date +%s) - start )) s; next: make demo"
 
 install-gpu: install ## Also install TensorFlow's CUDA libraries, on a machine with an NVIDIA GPU
 	$(BIN)pip install -q -r requirements-gpu.txt
