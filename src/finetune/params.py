@@ -162,6 +162,21 @@ class PhaseParams(Section):
     warmup_epochs: int = Field(ge=0, le=10_000)
     label_smoothing: float = Field(ge=0, lt=1)
     early_stopping: int = Field(ge=0, le=10_000)
+    ema: float = Field(ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ema_a_decay(self) -> PhaseParams:
+        if 0 < self.ema < 0.5:
+            raise ValueError(
+                f"ema: {self.ema} is not a moving-average decay; use 0 (off) or a value such "
+                "as 0.999 (the closer to 1, the longer the average)"
+            )
+        if self.ema and self.early_stopping:
+            raise ValueError(
+                "ema and early_stopping both choose the weights the phase keeps (the average, "
+                "or the best epoch's); set one of them to 0"
+            )
+        return self
 
     @model_validator(mode="after")
     def _warmup_within_the_phase(self) -> PhaseParams:

@@ -36,8 +36,8 @@ def test_flat_uses_dotted_keys_and_select_takes_sections_or_keys():
         f"phase2.{key}"
         for key in (
             "epochs", "lr", "batch_size", "optimizer", "weight_decay", "schedule",
-            "warmup_epochs", "label_smoothing", "early_stopping", "unfreeze_last", "lr_decay",
-            "unfreeze_every",
+            "warmup_epochs", "label_smoothing", "early_stopping", "ema", "unfreeze_last",
+            "lr_decay", "unfreeze_every",
         )
     }  # fmt: skip
 

@@ -73,6 +73,7 @@ def tiny_plan(**overrides: Any) -> Plan:
         "warmup_epochs": 0,
         "label_smoothing": 0.0,
         "early_stopping": 0,
+        "ema": 0.0,
     } | overrides
     phase2_only = {"unfreeze_last", "lr_decay", "unfreeze_every"} & set(settings)
     if phase is Phase.EXTRACT and not phase2_only:

@@ -179,6 +179,8 @@ def recipe_lines(params: Params, summaries: Mapping[Phase, Summary]) -> list[str
         details = [optimizer_text(phase)]
         if phase.label_smoothing:
             details.append(f"label smoothing {phase.label_smoothing:g}")
+        if phase.ema:
+            details.append(f"weights averaged (EMA decay {phase.ema:g}), the average kept")
         if phase.early_stopping:
             stopped = (
                 f"stopped after epoch {summary.last_epoch}"

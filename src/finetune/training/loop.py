@@ -333,7 +333,11 @@ class GroupOptimizers:
                 total_steps=plan.settings.epochs * per_epoch,
             )
             optimizer = make_optimizer(
-                plan.settings.optimizer, rate, plan.settings.weight_decay, variables[k]
+                plan.settings.optimizer,
+                rate,
+                plan.settings.weight_decay,
+                variables[k],
+                plan.settings.ema,
             )
             optimizer.iterations.assign((step.first - plan.initial_epoch) * per_epoch)
             self.optimizers.append(optimizer)

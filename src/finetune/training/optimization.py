@@ -38,20 +38,26 @@ def make_optimizer(
     rate: float | keras.optimizers.schedules.LearningRateSchedule,
     weight_decay: float,
     variables: list,
+    ema: float = 0.0,
 ) -> keras.optimizers.Optimizer:
     """One optimizer for ``variables``; decoupled weight decay skips biases and normalisation.
+    With ``ema`` (a decay), it keeps a moving average of the weights and Keras replaces the
+    weights with it when ``fit`` ends (the EfficientNetV2 recipe's model EMA).
 
     Keras decays weights the decoupled way for every optimizer (``w -= lr * wd * w``, as
     AdamW does). Biases, BatchNormalization's scale and offset, and every other vector are
     excluded, the convention of timm and of the AdamW paper.
     """
     decay = weight_decay or None
+    average = {"use_ema": True, "ema_momentum": ema} if ema else {}
     if kind == "sgd":
-        optimizer = keras.optimizers.SGD(rate, momentum=MOMENTUM, nesterov=True, weight_decay=decay)
+        optimizer = keras.optimizers.SGD(
+            rate, momentum=MOMENTUM, nesterov=True, weight_decay=decay, **average
+        )
     elif kind == "adamw":
-        optimizer = keras.optimizers.AdamW(rate, weight_decay=weight_decay)
+        optimizer = keras.optimizers.AdamW(rate, weight_decay=weight_decay, **average)
     else:
-        optimizer = keras.optimizers.Adam(rate, weight_decay=decay)
+        optimizer = keras.optimizers.Adam(rate, weight_decay=decay, **average)
     if decay:
         optimizer.exclude_from_weight_decay(var_list=[v for v in variables if len(v.shape) <= 1])
     return optimizer

@@ -145,6 +145,7 @@ def test_report_names_every_technique_that_ran(tmp_path):
                 "phase2.schedule": "cosine",
                 "phase2.warmup_epochs": 2,
                 "phase2.label_smoothing": 0.1,
+                "phase2.ema": 0.999,
                 "evaluate.tta": 2,
             },
         )
@@ -170,6 +171,7 @@ def test_report_names_every_technique_that_ran(tmp_path):
     assert "early stopping (patience 3): stopped after epoch 12, kept epoch 9" in text
     assert "AdamW lr 1e-05, weight decay 0.05, cosine after 2 warm-up epoch(s)" in text
     assert "label smoothing 0.1" in text
+    assert "weights averaged (EMA decay 0.999), the average kept" in text
     assert "block6 0.0001 from epoch 13, block5 5e-05 from epoch 15" in text
     assert "- Test-time augmentation: 2 extra view(s)." in text
 

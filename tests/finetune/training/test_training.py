@@ -217,3 +217,28 @@ def test_balanced_class_weights_change_the_training_loss(cache):
     head = [m.get_layer("probs").get_weights()[0] for m in (plain, weighted, again)]
     np.testing.assert_array_equal(head[0], head[2])  # deterministic: only the weights differ
     assert not np.allclose(head[0], head[1]), "the small classes' gradients were scaled up"
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_ema_keeps_the_averaged_weights_at_the_end_of_the_phase(cache):
+    """With a decay near 1 the average barely moves after the first step (Keras starts it
+    there): eight steps end much closer to the first weights than plain training does."""
+    start = fresh_model().get_layer("probs").get_weights()[0]
+    moved = {}
+    for ema in (0.0, 0.9999):
+        model = fresh_model()
+        brief_train(model, epochs=4, lr=1e-2, ema=ema, cache=cache, cache_budget_gb=1.0)
+        moved[ema] = np.abs(model.get_layer("probs").get_weights()[0] - start).mean()
+    assert moved[0.9999] < moved[0.0] / 3
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"ema": 0.1}, "ema: 0.1 is not a moving-average decay"),
+        ({"ema": 0.999, "early_stopping": 2}, "ema and early_stopping both choose"),
+    ],
+)
+def test_ema_is_refused_in_one_line_where_it_cannot_work(settings, expected):
+    with pytest.raises(ValueError, match=expected):
+        tiny_plan(**settings)
