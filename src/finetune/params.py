@@ -65,7 +65,7 @@ PathText = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00
 
 
 # The data keys each source reads (see ``data.sources``); it ignores the others.
-HELD_OUT = ("val_split", "train_limit", "test_limit", "image_size")
+HELD_OUT = ("val_split", "train_limit", "test_limit", "image_size", "dedupe")
 SOURCE_KEYS = {
     "cifar10": ("url", "archive", "sha256", *HELD_OUT),
     "cifar100": ("url", "archive", "sha256", *HELD_OUT),
@@ -87,6 +87,7 @@ class DataParams(Section):
     train_limit: Limit | None = None
     test_limit: Limit | None = None
     image_size: int = Field(ge=32, le=1024)
+    dedupe: bool
 
     def read_by_source(self) -> dict[str, Any]:
         """The keys the chosen source reads, with their values."""

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from src.finetune.data.checks import DataChecks, check_splits
-from src.finetune.data.prepared import load_info, load_split
+from src.finetune.data.checks import SPLITS, DataChecks, check_splits, find_duplicates, to_remove
+from src.finetune.data.prepared import load_info, load_split, save_split
 from src.finetune.data.sources import SOURCES
+from src.finetune.data.splits import Split, check_every_class_in_every_split
 from src.finetune.environment import repository_root
 from src.finetune.files import atomic_dir, atomic_path
 from src.finetune.params import load_params
@@ -41,17 +42,26 @@ def main(argv: list[str] | None = None) -> None:
         with atomic_dir(paths.out) as out, atomic_path(paths.checks) as checks_path:
             sizes = source.prepare(params.data, root, rng, out)
             log.info("wrote %s", ", ".join(f"{v} {k}" for k, v in sizes.items()))
-            checks = check_prepared(out)
+            checks = check_prepared(out, params.data.dedupe)
             checks_path.write_text(checks.model_dump_json(indent=2) + "\n")
         tracker.log_results(sizes)
         STAGE.record(tracker, paths)
 
 
-def check_prepared(out: Path) -> DataChecks:
-    """Duplicates and class balance of the splits just written, said in the log."""
+def check_prepared(out: Path, dedupe: bool) -> DataChecks:
+    """Duplicates and class balance of the splits just written, said in the log; with
+    ``dedupe`` the later copy of each duplicate is dropped first."""
     log.info("checking the splits for duplicates and imbalance")
-    splits = {name: load_split(out, name) for name in ("train", "val", "test")}
-    checks = check_splits(splits, load_info(out).class_names)
+    info = load_info(out)
+    splits = {name: load_split(out, name) for name in SPLITS}
+    found, removed = find_duplicates(splits), {}
+    drop = to_remove(found) if dedupe else {}
+    if any(drop.values()):
+        removed = {name: len(indices) for name, indices in drop.items() if indices}
+        splits = without(out, splits, drop, info.class_names)
+        log.info("data.dedupe: removed %s", ", ".join(f"{n} from {s}" for s, n in removed.items()))
+        found = find_duplicates(splits)
+    checks = check_splits(splits, info.class_names, removed=removed, found=found)
     per_class = checks.per_class["train"].items()
     log.info("training images per class: %s", ", ".join(f"{n} {c}" for n, c in per_class))
     for finding in checks.duplicates:
@@ -60,6 +70,21 @@ def check_prepared(out: Path) -> DataChecks:
     for warning in checks.warnings:
         log.warning(warning)
     return checks
+
+
+def without(
+    out: Path, splits: dict[str, Split], drop: dict[str, set[int]], class_names: tuple[str, ...]
+) -> dict[str, Split]:
+    """The splits rewritten in ``out`` without the images ``drop`` names."""
+    kept = {}
+    for name, split in splits.items():
+        keep = np.setdiff1d(np.arange(len(split)), sorted(drop[name]))
+        kept[name] = Split(np.asarray(split.images[keep]), split.labels[keep], split.classes)
+    check_every_class_in_every_split(kept, class_names)
+    for name, split in kept.items():
+        if drop[name]:
+            save_split(out, name, split.images, split.labels)
+    return {name: load_split(out, name) for name in SPLITS}
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -46,28 +47,58 @@ class DataChecks(BaseModel):
     per_class: dict[str, dict[str, int]]  # split -> class -> images
     imbalance_ratio: float
     duplicates: list[Finding]
+    removed: dict[str, int] = {}  # by data.dedupe, per split
     warnings: list[str]
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Every pair of duplicates of one kind between two splits (``a == b``: within one)."""
+
+    kind: str
+    a: str
+    b: str
+    pairs: list[tuple[int, int]]
+
+
+def find_duplicates(splits: Mapping[str, Split]) -> list[Pairs]:
+    """Exact, then near, duplicate pairs within each split and between each two."""
+    exact = {s: _exact_hashes(splits[s].images) for s in SPLITS}
+    near = {s: _perceptual_hashes(splits[s].images) for s in SPLITS}
+    found = []
+    for i, a in enumerate(SPLITS):
+        for b in SPLITS[i:]:
+            same = _equal_pairs(exact[a], exact[b], a == b)
+            found.append(Pairs("exact", a, b, same))
+            close = _close_pairs(near[a], near[b], a == b) - set(same)
+            found.append(Pairs("near", a, b, sorted(close)))
+    return found
+
+
+def to_remove(found: list[Pairs]) -> dict[str, set[int]]:
+    """What ``data.dedupe`` drops: the later image of each pair, so training keeps its copy
+    and validation and test lose theirs (within a split, every copy after the first)."""
+    drop: dict[str, set[int]] = {s: set() for s in SPLITS}
+    for pairs in found:
+        drop[pairs.b].update(j for _, j in pairs.pairs)
+    return drop
 
 
 def check_splits(
     splits: Mapping[str, Split],
     class_names: tuple[str, ...],
     names: Mapping[str, list[str]] | None = None,
+    removed: Mapping[str, int] | None = None,
+    found: list[Pairs] | None = None,
 ) -> DataChecks:
-    """Every check on the prepared splits; ``names`` gives each image's file (else its index)."""
+    """Every check on the prepared splits; ``names`` gives each image's file (else its index),
+    ``removed`` what ``data.dedupe`` took out before."""
 
     def name(split: str, index: int) -> str:
         return names[split][index] if names else f"{split} #{index}"
 
-    exact = {s: _exact_hashes(splits[s].images) for s in SPLITS}
-    near = {s: _perceptual_hashes(splits[s].images) for s in SPLITS}
-    findings = []
-    for i, a in enumerate(SPLITS):
-        for b in SPLITS[i:]:
-            pairs = _equal_pairs(exact[a], exact[b], a == b)
-            findings.append(_finding("exact", a, b, pairs, name))
-            close = _close_pairs(near[a], near[b], a == b) - set(pairs)
-            findings.append(_finding("near", a, b, sorted(close), name))
+    found = find_duplicates(splits) if found is None else found
+    findings = [_finding(f.kind, f.a, f.b, f.pairs, name) for f in found]
     counts = {
         s: dict(zip(class_names, np.bincount(splits[s].labels, minlength=len(class_names)).tolist(),
                     strict=True))
@@ -82,6 +113,7 @@ def check_splits(
         per_class=counts,
         imbalance_ratio=round(float(train.max() / max(train.min(), 1)), 3),
         duplicates=[f for f in findings if f.pairs],
+        removed=dict(removed or {}),
         warnings=warnings,
     )
 
@@ -94,7 +126,7 @@ def _leak_warning(finding: Finding, size: int) -> str:
         f"{finding.pairs} {what} image pair(s) between {finding.a} and {finding.b} (up to "
         f"{share:.1f}% of its {size} images): {finding.b} accuracy is measured partly on "
         f"images the model has seen; e.g. {finding.examples[0][0]} = "
-        f"{finding.examples[0][1]}; remove one of each pair"
+        f"{finding.examples[0][1]}; set data.dedupe: true, or remove one of each pair"
     )
 
 

@@ -296,6 +296,9 @@ def data_lines(checks: DataChecks) -> list[str]:
         f"Images: {sizes}; the largest class has {checks.imbalance_ratio:g} times the training "
         "images of the smallest.",
     ]
+    if checks.removed:
+        dropped = ", ".join(f"{n} from {split}" for split, n in checks.removed.items())
+        lines.append(f"data.dedupe removed {dropped} (the later copy of each duplicate).")
     if not checks.duplicates:
         lines.append("No duplicate images within or across the splits.")
     for finding in checks.duplicates:

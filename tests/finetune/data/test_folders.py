@@ -28,6 +28,7 @@ def data_params(**overrides) -> DataParams:
         "train_limit": None,
         "test_limit": None,
         "image_size": 32,
+        "dedupe": False,
     }
     return DataParams(**(values | overrides))
 

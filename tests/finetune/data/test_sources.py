@@ -26,6 +26,7 @@ def test_a_source_reports_only_the_keys_it_reads():
         val_split=0.1,
         test_split=0.2,
         image_size=64,
+        dedupe=False,
     )
     assert data.read_by_source() == {
         "source": "folder",
@@ -35,4 +36,5 @@ def test_a_source_reports_only_the_keys_it_reads():
         "train_limit": None,
         "test_limit": None,
         "image_size": 64,
+        "dedupe": False,
     }

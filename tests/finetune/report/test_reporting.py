@@ -89,7 +89,9 @@ CHECKS = DataChecks(
 )  # fmt: skip
 
 
-def report(params, metrics=METRICS, summaries=SUMMARIES, per_class=PER_CLASS, exports=EXPORTS):
+def report(
+    params, metrics=METRICS, summaries=SUMMARIES, per_class=PER_CLASS, exports=EXPORTS, checks=None
+):
     return render_report(
         Metrics(**metrics),
         PerClass(**per_class),
@@ -97,7 +99,7 @@ def report(params, metrics=METRICS, summaries=SUMMARIES, per_class=PER_CLASS, ex
         summaries,
         params,
         exports,
-        CHECKS,
+        checks or CHECKS,
         title="CIFAR-10 transfer learning",
         figure=Path("reports/figures/validation_curves.png"),
         report=Path("reports/report.md"),
@@ -254,3 +256,10 @@ def test_report_gives_what_the_data_checks_found():
     assert "Images: 90 train, 10 val, 20 test; the largest class has 1.5 times" in text
     assert "- exact duplicates in train and test: 2 (e.g. train #1 = test #4)" in text
     assert "- Warning: 2 identical image pair(s) between train and test" in text
+
+
+def test_report_says_what_dedupe_removed():
+    deduped = CHECKS.model_copy(update={"removed": {"test": 2}, "duplicates": [], "warnings": []})
+    text = report(project_params(), checks=deduped)
+    assert "data.dedupe removed 2 from test (the later copy of each duplicate)." in text
+    assert "No duplicate images within or across the splits." in text
