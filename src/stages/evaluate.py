@@ -130,7 +130,7 @@ def draw_pictures(
     plots.save(plots.top_losses_figure(images, [caption(i, finetuned, labels, class_names)
                                                 for i in worst]),
                folder / "top_losses.png")  # fmt: skip
-    right = np.flatnonzero(finetuned.predictions == labels)[: GRAD_CAM // 2]
+    right = right_examples(finetuned.predictions, labels, GRAD_CAM // 2)
     shown = np.concatenate([right, worst[: GRAD_CAM - len(right)]]).astype(int)
     shown_images = np.asarray(test.images[shown])
     maps = grad_cam(model, shown_images.astype(np.float32), finetuned.predictions[shown])
@@ -145,6 +145,15 @@ def draw_pictures(
     plots.save(plots.reliability_figure(curves, eces), folder / "reliability.png")
     matrix = confusion_matrix(labels, finetuned.predictions, labels=range(len(class_names)))
     plots.save(plots.confusion_figure(matrix, class_names), folder / "confusion_matrix.png")
+
+
+def right_examples(predictions: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """Up to ``count`` rightly classified test images of as many different classes, spread
+    over the classes (the first right image of each)."""
+    correct = np.flatnonzero(predictions == labels)
+    _, first = np.unique(labels[correct], return_index=True)
+    chosen = np.linspace(0, len(first) - 1, min(count, len(first))).round().astype(int)
+    return correct[first[chosen]] if len(first) else correct[:0]
 
 
 def caption(index: int, scores: Scores, labels: np.ndarray, class_names: tuple[str, ...]) -> str:

@@ -118,7 +118,7 @@ def grad_cam_figure(images: np.ndarray, maps: np.ndarray, captions: list[str]) -
         axis.imshow(heat, cmap="jet", alpha=0.45, extent=(0, width, height, 0),
                     interpolation="bilinear")  # fmt: skip
         axis.set_title(caption, fontsize="small")
-    figure.suptitle("Grad-CAM of the fine-tuned model (right, then wrong)")
+    figure.suptitle("Grad-CAM of the fine-tuned model: right, then wrong (actual / predicted)")
     return figure
 
 
