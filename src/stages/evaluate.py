@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     baseline_model = load_checkpoint(paths.baseline, made_by="phase1_extract")
     finetuned_model = load_checkpoint(paths.finetuned, made_by="phase2_finetune")
     for model, path in ((baseline_model, paths.baseline), (finetuned_model, paths.finetuned)):
-        check_checkpoint(model, path, params.model.backbone, info)
+        check_checkpoint(model, path, params.model.backbone, info.image_shape, info.class_names)
     tta = params.evaluate.tta
 
     with STAGE.tracked(params, paths) as tracker:

@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     test, info = load_split(paths.data, "test"), load_info(paths.data)
     checkpoint = load_checkpoint(paths.model, made_by="phase2_finetune")
-    check_checkpoint(checkpoint, paths.model, params.model.backbone, info)
+    check_checkpoint(
+        checkpoint, paths.model, params.model.backbone, info.image_shape, info.class_names
+    )
     model = serving_model(checkpoint)
     images = test.images.astype(np.float32)
     calibration = calibration_images(paths, params.export.calibration_images, params.seed)

@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     with devices.strategy.scope():
         model = load_checkpoint(paths.phase1_model, made_by="phase1_extract")
     info = load_info(paths.data)
-    check_checkpoint(model, paths.phase1_model, params.model.backbone, info)
+    check_checkpoint(
+        model, paths.phase1_model, params.model.backbone, info.image_shape, info.class_names
+    )
 
     with phase_run(STAGE, params, paths, devices) as run:
         train_phase(STAGE, model, data, plan, run, info.class_names)

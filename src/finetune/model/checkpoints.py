@@ -9,7 +9,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from src.finetune.data.splits import DataInfo
 from src.finetune.environment import rerun
 from src.finetune.errors import PipelineError
 from src.finetune.model import labels
@@ -36,10 +35,16 @@ def weights_digest(model: keras.Model) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_checkpoint(model: keras.Model, path: Path, backbone: str, info: DataInfo) -> None:
+def check_checkpoint(
+    model: keras.Model,
+    path: Path,
+    backbone: str,
+    image_shape: tuple[int, ...],
+    class_names: tuple[str, ...],
+) -> None:
     """Stop with one line when a readable checkpoint was not made for these params and the
     prepared data (its image shape, its classes and their names)."""
-    image_shape, classes = info.image_shape, info.classes
+    classes = len(class_names)
     expected = (backbone, tuple(image_shape), classes)
     inputs, outputs = tuple(model.inputs[0].shape[1:]), model.outputs[0].shape[-1]
     try:
@@ -58,10 +63,10 @@ def check_checkpoint(model: keras.Model, path: Path, backbone: str, info: DataIn
             f"{path} holds no class names (written before they travelled with the model); "
             f"run {rerun(force=True)} to rebuild it"
         )
-    if names != info.class_names:
+    if names != tuple(class_names):
         raise PipelineError(
             f"{path} was trained on the classes {_listed(names)}, not on the classes "
-            f"{_listed(info.class_names)} prepared here; run {rerun(force=True)} to rebuild it"
+            f"{_listed(class_names)} prepared here; run {rerun(force=True)} to rebuild it"
         )
 
 

@@ -8,7 +8,6 @@ import keras
 import numpy as np
 import pytest
 
-from src.finetune.data.splits import DataInfo
 from src.finetune.errors import PipelineError
 from src.finetune.model import labels
 from src.finetune.model.backbones import BACKBONES
@@ -38,11 +37,11 @@ def test_the_archive_holds_the_names_and_still_loads_exactly(checkpoint):
 
 def test_a_checkpoint_for_other_classes_is_refused(checkpoint):
     model, path = checkpoint
-    check_checkpoint(model, path, "efficientnetlite0", DataInfo(NAMES, "folder", (32, 32, 3)))
-    other = DataInfo(("ant", "bee", "fly"), "folder", (32, 32, 3))
+    check_checkpoint(model, path, "efficientnetlite0", (32, 32, 3), NAMES)
+    other = ("ant", "bee", "fly")
     with pytest.raises(PipelineError, match="was trained on the classes cat, dog, fox, not on "
                        "the classes ant, bee, fly prepared here"):  # fmt: skip
-        check_checkpoint(model, path, "efficientnetlite0", other)
+        check_checkpoint(model, path, "efficientnetlite0", (32, 32, 3), other)
 
 
 def test_a_checkpoint_without_names_is_refused(checkpoint, tmp_path):
@@ -51,7 +50,7 @@ def test_a_checkpoint_without_names_is_refused(checkpoint, tmp_path):
     model.save(old)
     loaded = load_checkpoint(old, made_by="phase1_extract")
     with pytest.raises(PipelineError, match="holds no class names"):
-        check_checkpoint(loaded, old, "efficientnetlite0", DataInfo(NAMES, "folder", (32, 32, 3)))
+        check_checkpoint(loaded, old, "efficientnetlite0", (32, 32, 3), NAMES)
 
 
 def test_sidecars_sit_beside_a_file_and_inside_a_folder(tmp_path):
