@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from src.finetune.data.checks import SPLITS, DataChecks, check_splits, find_duplicates, to_remove
-from src.finetune.data.prepared import load_info, load_split, save_split
+from src.finetune.data.prepared import (
+    load_files,
+    load_info,
+    load_split,
+    save_files,
+    save_split,
+)
 from src.finetune.data.sources import SOURCES
 from src.finetune.data.splits import Split, check_every_class_in_every_split
 from src.finetune.environment import repository_root
@@ -52,16 +58,19 @@ def check_prepared(out: Path, dedupe: bool) -> DataChecks:
     """Duplicates and class balance of the splits just written, said in the log; with
     ``dedupe`` the later copy of each duplicate is dropped first."""
     log.info("checking the splits for duplicates and imbalance")
-    info = load_info(out)
+    info, files = load_info(out), load_files(out)
     splits = {name: load_split(out, name) for name in SPLITS}
     found, removed = find_duplicates(splits), {}
     drop = to_remove(found) if dedupe else {}
     if any(drop.values()):
         removed = {name: len(indices) for name, indices in drop.items() if indices}
         splits = without(out, splits, drop, info.class_names)
+        if files:
+            files = {n: [f for i, f in enumerate(files[n]) if i not in drop[n]] for n in SPLITS}
+            save_files(out, files)
         log.info("data.dedupe: removed %s", ", ".join(f"{n} from {s}" for s, n in removed.items()))
         found = find_duplicates(splits)
-    checks = check_splits(splits, info.class_names, removed=removed, found=found)
+    checks = check_splits(splits, info.class_names, files, removed=removed, found=found)
     per_class = checks.per_class["train"].items()
     log.info("training images per class: %s", ", ".join(f"{n} {c}" for n, c in per_class))
     for finding in checks.duplicates:

@@ -48,6 +48,10 @@ def test_test_images_copied_from_training_are_a_leak_warning(leaky, caplog):
         checks = run_prepare(leaky, dedupe=False)
     leaks = [f for f in checks["duplicates"] if (f["a"], f["b"]) == ("train", "test")]
     assert [(f["kind"], f["pairs"]) for f in leaks] == [("exact", 2)]
+    assert sorted(map(tuple, leaks[0]["examples"])) == [
+        ("photos/train/cat/5.png", "photos/test/cat/x.png"),
+        ("photos/train/dog/5.png", "photos/test/dog/x.png"),
+    ], "a folder's duplicates are named by their files"
     assert checks["removed"] == {}
     assert any("between train and test" in w and "data.dedupe" in w for w in checks["warnings"])
     assert "between train and test" in caplog.text
@@ -60,3 +64,5 @@ def test_dedupe_drops_the_test_copies_and_says_how_many(leaky):
     assert not any("between" in w for w in checks["warnings"])
     test = load_split(leaky / "data/prepared", "test")
     assert len(test) == checks["images"]["test"] == 3 * 3 + 2 - checks["removed"]["test"]
+    files = json.loads((leaky / "data/prepared/files.json").read_text())
+    assert len(files["test"]) == len(test) and "photos/test/cat/x.png" not in files["test"]

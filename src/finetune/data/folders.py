@@ -167,6 +167,7 @@ class Ingested:
     images: Rows
     labels: np.ndarray
     skipped: list[tuple[Path, str]]
+    files: list[Path]  # the file of each row
 
 
 def ingest(files: list[tuple[Path, int]], size: tuple[int, int], path: Path) -> Ingested:
@@ -174,6 +175,7 @@ def ingest(files: list[tuple[Path, int]], size: tuple[int, int], path: Path) -> 
     through the file so no image stays in memory; unreadable ones are skipped."""
     skipped: list[tuple[Path, str]] = []
     labels: list[int] = []
+    read: list[Path] = []
     with path.open("wb") as pool:
         for index, (file, label) in enumerate(files):
             try:
@@ -182,10 +184,11 @@ def ingest(files: list[tuple[Path, int]], size: tuple[int, int], path: Path) -> 
                 skipped.append((file, str(problem)))
                 continue
             labels.append(label)
+            read.append(file)
             if (index + 1) % 10_000 == 0:
                 log.info("  read %d of %d images", index + 1, len(files))
     rows = Rows(path, 0, (len(labels), *size, 3), np.dtype(np.uint8))
-    return Ingested(rows, np.asarray(labels, dtype=np.int64), skipped)
+    return Ingested(rows, np.asarray(labels, dtype=np.int64), skipped, read)
 
 
 def report(scan: FolderScan, skipped: list[tuple[Path, str]], root: Path) -> list[str]:

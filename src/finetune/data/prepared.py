@@ -105,6 +105,21 @@ def save_info(out_dir: Path, info: DataInfo) -> None:
     )
 
 
+FILES = "files.json"
+
+
+def save_files(out_dir: Path, files: dict[str, list[str]]) -> None:
+    """The file each image of each split came from (a folder source), for messages that name
+    them (the data checks)."""
+    (out_dir / FILES).write_text(json.dumps(files) + "\n")
+
+
+def load_files(data_dir: Path) -> dict[str, list[str]] | None:
+    """What ``save_files`` wrote; None for a source without files (an archive)."""
+    path = Path(data_dir) / FILES
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def load_info(data_dir: Path) -> DataInfo:
     path = Path(data_dir) / INFO_FILE
     if not path.is_file():

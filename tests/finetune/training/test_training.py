@@ -18,7 +18,7 @@ from src.finetune.training.loop import (
     unfreezing_steps,
 )
 from src.finetune.training.optimization import learning_rate
-from tests.support.training import brief_train, fresh_model, tiny_plan, tiny_split
+from tests.support.training import augment, brief_train, fresh_model, tiny_plan, tiny_split
 
 BLOCK6, BLOCK5 = 121, 73  # layers of EfficientNetV2B0's top block (with the top conv), block5
 
@@ -242,3 +242,12 @@ def test_ema_keeps_the_averaged_weights_at_the_end_of_the_phase(cache):
 def test_ema_is_refused_in_one_line_where_it_cannot_work(settings, expected):
     with pytest.raises(ValueError, match=expected):
         tiny_plan(**settings)
+
+
+def test_balanced_class_weights_train_with_mixup_labels():
+    """MixUp blends the labels; Keras weighs each blended row by its largest class."""
+    labels = np.array([0] * 16 + [1] * 2 + [2] * 2)
+    splits = (Split(tiny_split(20).images, labels, 10), tiny_split(seed=1))
+    history = brief_train(fresh_model(), splits, augment=augment(mixup=0.4),
+                          class_weight="balanced")  # fmt: skip
+    assert np.isfinite(history.frame["loss"]).all()

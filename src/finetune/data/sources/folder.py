@@ -7,12 +7,13 @@ data.folder and data.test_split."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 
 from src.finetune.data.folders import Ingested, ingest, report, scan_folder
-from src.finetune.data.prepared import save_info, write_array
+from src.finetune.data.prepared import save_files, save_info, write_array
 from src.finetune.data.splits import (
     DataInfo,
     Split,
@@ -68,4 +69,6 @@ def prepare_folder(
     for pool in pools.values():
         pool.images.path.unlink()
     save_info(out, DataInfo(scan.class_names, data.source, (*size, 3)))
+    save_files(out, {name: [os.path.relpath(pool.files[i], root) for i in indices]
+                     for name, (pool, indices) in chosen.items()})  # fmt: skip
     return {f"{name}_images": len(indices) for name, (_, indices) in chosen.items()}
