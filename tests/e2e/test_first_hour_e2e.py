@@ -145,7 +145,10 @@ def test_every_chart_of_plots_diff_draws_offline(demo, tmp_path):
     page = (out / "index.html").read_text()
     assert not re.search(r"<script[^>]+src=", page), "every script is inside the page"
     vega = re.findall(r"vegaEmbed\('#([^']+)'", page)
-    assert len(vega) == 3, vega  # accuracy, loss, confusion matrix; the figure is an image
+    # accuracy, loss, confusion matrix, reliability; the figures are images
+    assert len(vega) == 4, vega
+    images = re.findall(r'<img[^>]+src="([^"]+)"', page)
+    assert len(images) == 5, images  # the learning curves and evaluate's four pictures
     drawn = rendered_page((out / "index.html").as_uri(), wait_ms=10_000)
     for chart in vega:
         block = drawn.split(f'id="{chart}"', 1)[1].split('<div id="', 1)[0]

@@ -19,6 +19,7 @@ from tests.support.training import fresh_model
 
 def switches(**overrides) -> TrainParams:
     values = {
+        "class_weight": "none",
         "cache_budget_gb": 1.0,
         "cached_views": 0,
         "deterministic": False,
@@ -83,7 +84,8 @@ from src.finetune.training.loop import seed_everything, train
 from tests.support.training import fresh_model, tiny_plan
 
 seed_everything(0)
-devices = configure(TrainParams(cache_budget_gb=1.0, cached_views=0, deterministic=True,
+devices = configure(TrainParams(class_weight="none", cache_budget_gb=1.0, cached_views=0,
+                                deterministic=True,
                                 mixed_precision="auto", jit_compile="auto",
                                 distribution=sys.argv[1], worker_timeout_s=60))
 data = sys.argv[2]
