@@ -29,7 +29,7 @@ repro: ## The full experiment (needs network once for CIFAR-10 and the ImageNet 
 strong-recipe: ## The strong fine-tuning recipe (recipes/strong.yaml) as the experiment strong-recipe
 	PATH="$(BIN):$$PATH" $(PYTHON) -m src.recipes strong --run
 
-test: ## The whole test suite, end-to-end tests included (~35 min on 2 CPU cores)
+test: ## The whole test suite, end-to-end tests included (45 min on 2 loaded CPU cores)
 	$(PYTHON) -m pytest
 
 test-fast: ## Unit and stage tests only
