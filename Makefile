@@ -2,7 +2,7 @@
 PYTHON ?= .venv/bin/python
 BIN := $(abspath $(dir $(PYTHON)))/
 
-.PHONY: help install install-gpu install-s3 demo repro strong-recipe test test-fast lint format ui bench bench-memory bench-quality
+.PHONY: help install install-gpu install-s3 demo repro strong-recipe tune test test-fast lint format ui bench bench-memory bench-quality bench-tune
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,11 +29,15 @@ repro: ## The full experiment (needs network once for CIFAR-10 and the ImageNet 
 strong-recipe: ## The strong fine-tuning recipe (recipes/strong.yaml) as the experiment strong-recipe
 	PATH="$(BIN):$$PATH" $(PYTHON) -m src.recipes strong --run
 
-test: ## The whole test suite, end-to-end tests included (45 min on 2 loaded CPU cores)
-	$(PYTHON) -m pytest
+tune: ## An Optuna search over tune.yaml, each trial a DVC experiment (ARGS="--jobs 2" etc.)
+	PATH="$(BIN):$$PATH" $(PYTHON) -m src.tune $(ARGS)
+
+JOBS ?= 2
+test: ## The whole test suite, end-to-end tests included, JOBS=2 test files at a time
+	$(PYTHON) -m pytest -n $(JOBS) --dist loadfile
 
 test-fast: ## Unit and stage tests only
-	$(PYTHON) -m pytest -m "not e2e"
+	$(PYTHON) -m pytest -n $(JOBS) --dist loadfile -m "not e2e"
 
 lint: ## ruff lint and format check
 	$(BIN)ruff check .
@@ -54,3 +58,6 @@ bench-memory: ## Peak memory of prepare and a training epoch on folders of 10k a
 
 bench-quality: ## Test accuracy on Fashion-MNIST and the digits, 3 seeds a row -> reports/quality.json
 	PATH="$(BIN):$$PATH" $(PYTHON) -m benchmarks.quality
+
+bench-tune: ## A 20-trial search on the demo's digits with and without pruning -> reports/tuning/benchmark.json
+	PATH="$(BIN):$$PATH" $(PYTHON) -m benchmarks.tuning

@@ -33,7 +33,8 @@ import psutil
 from ruamel.yaml import YAML
 
 from src.finetune.files import write_json
-from src.recipes import apply, load_recipe
+from src.finetune.params import apply_overrides
+from src.recipes import load_recipe
 from tests.support.projects import copy_files
 from tests.support.sample import write_archive
 
@@ -70,7 +71,7 @@ def measure(command: list[str], cwd: Path) -> dict[str, float]:
 def write_params(workdir: Path, overrides: dict[str, Any]) -> dict:
     """The scratch repository's params.yaml: the project's, with ``overrides`` applied."""
     yaml = YAML()
-    params = apply(yaml.load((ROOT / "params.yaml").read_text()), overrides)
+    params = apply_overrides(yaml.load((ROOT / "params.yaml").read_text()), overrides)
     with (workdir / "params.yaml").open("w") as handle:
         yaml.dump(params, handle)
     return params

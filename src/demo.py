@@ -26,9 +26,9 @@ from PIL import Image
 
 from src.finetune.entrypoint import run_stage
 from src.finetune.errors import PipelineError
+from src.finetune.experiments import run_command, save_experiment
 from src.finetune.files import atomic_dir
-from src.finetune.params import read_yaml
-from src.recipes import apply, write_params
+from src.finetune.params import apply_overrides, read_yaml, write_params
 
 NAME = "demo"
 FOLDER = Path("data/sample/digits")
@@ -62,43 +62,16 @@ def write_digits(folder: Path) -> int:
 
 def run_experiment(dvc: str) -> None:
     """`dvc repro` with the demo's params, saved as the experiment ``demo-digits``;
-    ``params.yaml`` is restored afterwards, whatever happens.
-
-    `dvc repro` then `dvc exp save` rather than `dvc exp run`: an experiment run first checks
-    out the outputs of the last commit, and a fresh clone has none (no dvc.lock), which DVC
-    warns about output by output.
-    """
+    ``params.yaml`` is restored afterwards, whatever happens."""
     original = PARAMS.read_bytes()
     env = os.environ | {"DVC_EXP_NAME": EXPERIMENT}  # names the MLflow comparison run
     try:
-        write_params(PARAMS, apply(read_yaml(PARAMS), OVERRIDES))
+        write_params(PARAMS, apply_overrides(read_yaml(PARAMS), OVERRIDES))
         subprocess.run([dvc, "exp", "remove", EXPERIMENT], capture_output=True, check=False)
-        _run([dvc, "repro"], env)
-        included = [arg for path in _pipeline_files() for arg in ("--include-untracked", path)]
-        _run([dvc, "exp", "save", "--force", "-n", EXPERIMENT, *included], env)
+        run_command([dvc, "repro"], env=env)
+        save_experiment(dvc, EXPERIMENT, env=env)
     finally:
         PARAMS.write_bytes(original)
-
-
-def _run(command: list[str], env: dict[str, str]) -> None:
-    finished = subprocess.run(command, env=env, check=False)
-    if finished.returncode:
-        raise PipelineError(
-            f"`{' '.join(command)}` failed (exit {finished.returncode}); its output above says why"
-        )
-
-
-def _pipeline_files() -> list[str]:
-    """What the run wrote that git does not track yet and the experiment must hold: the lock
-    file, the metrics (kept in git, not in DVC's cache) and DVC's .gitignore files."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--others", "--exclude-standard"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    wanted = {"dvc.lock", "reports/metrics.json"}
-    return [path for path in listed if path in wanted or Path(path).name == ".gitignore"]
 
 
 def main(argv: list[str] | None = None) -> None:

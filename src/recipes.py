@@ -19,47 +19,24 @@ from ruamel.yaml import YAML
 
 from src.finetune.entrypoint import run_stage
 from src.finetune.errors import PipelineError
-from src.finetune.params import check_params, read_yaml
+from src.finetune.params import apply_overrides, check_params, read_yaml
 
 
 def load_recipe(name: str, root: Path = Path()) -> dict[str, Any]:
-    """The overrides of ``recipes/<name>.yaml``, once they give valid params.yaml params."""
+    """The overrides of ``recipes/<name>.yaml`` (or of the YAML file ``name``, such as a tuning
+    study's best trial), once they give valid params.yaml params."""
     recipes = root / "recipes"
-    path = recipes / f"{name}.yaml"
+    path = root / name if name.endswith((".yaml", ".yml")) else recipes / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in recipes.glob("*.yaml"))) or "none"
         raise PipelineError(f"{path} not found; recipes here: {known}")
     overrides = read_yaml(path)
     try:
-        tree = apply(read_yaml(root / "params.yaml"), overrides)
+        tree = apply_overrides(read_yaml(root / "params.yaml"), overrides)
     except PipelineError as error:
         raise PipelineError(f"{path}: {error}") from None
     check_params(tree, where=path)
     return overrides
-
-
-def apply(tree: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``tree`` with each dotted key of ``overrides`` set, as `dvc exp run -S` would set it."""
-    for dotted, value in overrides.items():
-        if not isinstance(dotted, str) or not dotted:
-            raise PipelineError(f"{dotted!r}: a key is a dotted name such as phase2.lr")
-        *sections, key = dotted.split(".")
-        node = tree
-        for depth, section in enumerate(sections):
-            node = node.setdefault(section, {})
-            if not isinstance(node, dict):
-                where = ".".join(sections[: depth + 1])
-                raise PipelineError(f"{dotted}: {where} is a value, not a section of params.yaml")
-        node[key] = value
-    return tree
-
-
-def write_params(path: Path, tree: dict[str, Any]) -> None:
-    """A params tree to ``path``, the YAML DVC writes (block style, keys in order)."""
-    yaml = YAML()
-    yaml.default_flow_style = False
-    with path.open("w") as handle:
-        yaml.dump(tree, handle)
 
 
 def set_arguments(overrides: dict[str, Any]) -> list[str]:
@@ -79,7 +56,9 @@ def _yaml(value: Any) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", help="a recipe in recipes/, e.g. strong")
+    parser.add_argument(
+        "name", help="a recipe in recipes/ (strong), or a YAML file (reports/tuning/tune-best.yaml)"
+    )
     parser.add_argument(
         "--run", action="store_true", help="run it as the DVC experiment <name>-recipe"
     )
@@ -89,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         print(shlex.join(arguments))
         return
     # No shell between the recipe and DVC: a value with spaces stays one argument.
-    command = ["dvc", "exp", "run", "-n", f"{args.name}-recipe", *arguments]
+    command = ["dvc", "exp", "run", "-n", f"{Path(args.name).stem}-recipe", *arguments]
     print(shlex.join(command), flush=True)
     os.execvp("dvc", command)
 

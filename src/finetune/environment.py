@@ -8,9 +8,51 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+# What `python -m src.tune` tells the stages of a trial (see ``study_trial``).
+STUDY_STORAGE = "FINETUNE_STUDY_STORAGE"
+STUDY_NAME = "FINETUNE_STUDY"
+STUDY_TRIAL = "FINETUNE_STUDY_TRIAL"
+STUDY_RUN = "FINETUNE_STUDY_RUN"
+# And what the stage that stops a pruned trial tells it back: the trial's user attribute
+# holding the epoch it stopped after.
+PRUNED_AT = "pruned_at_epoch"
+
+
+@dataclass(frozen=True)
+class StudyTrial:
+    """The tuning trial a pipeline execution runs as: the Optuna study (its storage URL and
+    name), the trial's number and the study's MLflow run, if it has one."""
+
+    storage: str
+    study: str
+    number: int
+    mlflow_run: str | None = None
+
+    def environ(self) -> dict[str, str]:
+        """The variables that hand this trial to the stages of ``dvc repro``."""
+        return {
+            STUDY_STORAGE: self.storage,
+            STUDY_NAME: self.study,
+            STUDY_TRIAL: str(self.number),
+        } | ({STUDY_RUN: self.mlflow_run} if self.mlflow_run else {})
+
+
+def study_trial() -> StudyTrial | None:
+    """The trial this process runs for, when `python -m src.tune` started its pipeline."""
+    names = (STUDY_STORAGE, STUDY_NAME, STUDY_TRIAL)
+    if not all(os.environ.get(name) for name in names):
+        return None
+    return StudyTrial(
+        os.environ[STUDY_STORAGE],
+        os.environ[STUDY_NAME],
+        int(os.environ[STUDY_TRIAL]),
+        os.environ.get(STUDY_RUN) or None,
+    )
 
 
 def repository_root() -> Path:

@@ -7,6 +7,7 @@ before it does any work.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import enum
 import re
@@ -333,6 +334,32 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise PipelineError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return raw
+
+
+def apply_overrides(tree: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``tree`` with each dotted key of ``overrides`` set, as `dvc exp run -S`
+    would set it."""
+    tree = copy.deepcopy(tree)
+    for dotted, value in overrides.items():
+        if not isinstance(dotted, str) or not dotted:
+            raise PipelineError(f"{dotted!r}: a key is a dotted name such as phase2.lr")
+        *sections, key = dotted.split(".")
+        node = tree
+        for depth, section in enumerate(sections):
+            node = node.setdefault(section, {})
+            if not isinstance(node, dict):
+                where = ".".join(sections[: depth + 1])
+                raise PipelineError(f"{dotted}: {where} is a value, not a section of params.yaml")
+        node[key] = value
+    return tree
+
+
+def write_params(path: Path, tree: dict[str, Any]) -> None:
+    """A params tree to ``path``, the YAML DVC writes (block style, keys in order)."""
+    yaml = YAML()
+    yaml.default_flow_style = False
+    with path.open("w") as handle:
+        yaml.dump(tree, handle)
 
 
 def _describe(path: Path, error: ValidationError) -> str:

@@ -14,6 +14,7 @@ import keras
 
 from src.finetune.data.splits import Split
 from src.finetune.environment import project_sources
+from src.finetune.errors import Pruned
 from src.finetune.files import atomic_path
 from src.finetune.model.checkpoints import weights_digest, write_checkpoint
 from src.finetune.params import Params
@@ -24,6 +25,7 @@ from src.finetune.training.history import HISTORY_COLUMNS, write_summary
 from src.finetune.training.loop import History, phase_groups, train
 from src.finetune.training.plan import Plan
 from src.finetune.training.resume import EpochBackup, fingerprint
+from src.finetune.tuning.pruning import trial_callbacks
 from src.stages.declaration import Stage, StagePaths
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,11 @@ def phase_run(
             if devices.workers > 1 and backup.completed().epoch:
                 log.info("a multi-worker phase starts from its first epoch: backup discarded")
                 backup.discard()
-            yield PhaseRun(tracker, paths, backup)
+            try:
+                yield PhaseRun(tracker, paths, backup)
+            except Pruned:  # a pruned trial is over: nothing to resume
+                backup.discard()
+                raise
             backup.discard()
             return
         with tempfile.TemporaryDirectory(prefix="worker-") as scratch:
@@ -103,7 +109,8 @@ def train_phase(
         metrics = {key: value for key, value in row.items() if key != "epoch"}
         tracker.log_epoch(int(row["epoch"]), metrics | {"phase": float(plan.phase.number)})
     logger = EpochLogger(tracker, plan.phase.number)
-    history = train(model, data, plan, callbacks=[logger], backup=backup)
+    pruning = trial_callbacks(plan.phase, plan.initial_epoch)  # only in a tuning trial
+    history = train(model, data, plan, callbacks=[logger, *pruning], backup=backup)
 
     log.info("trained weights: %s", weights_digest(model))
     # All three appear together or none does: a failed write (a full disk) leaves no output.

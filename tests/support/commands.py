@@ -16,7 +16,15 @@ from tests.support.params import ROOT
 PIPELINE = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())
 STAGES = tuple(PIPELINE["stages"])
 # Variables that would point tracking elsewhere, as DVC or a user may have set them.
-STAGE_ENV = ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME")
+STAGE_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "DVC_ROOT",
+    "DVC_EXP_NAME",
+    "FINETUNE_STUDY_STORAGE",
+    "FINETUNE_STUDY",
+    "FINETUNE_STUDY_TRIAL",
+    "FINETUNE_STUDY_RUN",
+)
 
 
 def stage_module(name: str) -> Any:

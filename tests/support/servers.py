@@ -23,10 +23,12 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """A real `mlflow server` with its own SQLite store, serving artifacts, on a free port."""
+    """A real `mlflow server` serving artifacts on a free port, with its own SQLite store or
+    the ``backend`` database teams run it on (PostgreSQL)."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, backend: str | None = None) -> None:
         self.store = store
+        self.backend = backend
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -36,7 +38,7 @@ class MlflowServer:
         command = [
             str(Path(sys.executable).parent / "mlflow"),
             "server",
-            "--backend-store-uri", f"sqlite:///{self.store / 'mlflow.db'}",
+            "--backend-store-uri", self.backend or f"sqlite:///{self.store / 'mlflow.db'}",
             "--artifacts-destination", str(self.store / "artifacts"),
             "--host", "127.0.0.1",
             "--port", str(self.port),

@@ -10,8 +10,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from src.finetune.errors import PipelineError
-from src.finetune.params import check_params, read_yaml
-from src.recipes import apply, load_recipe, set_arguments
+from src.finetune.params import apply_overrides, check_params, read_yaml
+from src.recipes import load_recipe, set_arguments
 from tests.support.params import ROOT, committed_params
 
 
@@ -26,7 +26,9 @@ def in_project(tmp_path, monkeypatch):
 
 def test_the_strong_recipe_turns_on_every_technique_it_documents(in_project):
     recipe = load_recipe("strong")
-    params = check_params(apply(read_yaml(in_project / "params.yaml"), recipe), where=in_project)
+    params = check_params(
+        apply_overrides(read_yaml(in_project / "params.yaml"), recipe), where=in_project
+    )
     assert params.augment.flip and params.augment.crop_pad == 4
     for phase in (params.phase1, params.phase2):
         assert (phase.optimizer, phase.schedule, phase.label_smoothing) == ("adamw", "cosine", 0.1)

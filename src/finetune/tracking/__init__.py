@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+from src.finetune.errors import Pruned
 from src.finetune.params import Params
 from src.finetune.tracking.base import SafeTracker, Status, Tracker
 from src.finetune.tracking.recording import RecordingTracker
@@ -47,7 +48,7 @@ def track_stage(
     try:
         yield tracker
         status = Status.FINISHED
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Pruned):  # stopped on purpose, not failed
         status = Status.KILLED
         raise
     finally:

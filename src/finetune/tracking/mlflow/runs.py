@@ -36,6 +36,9 @@ TAG_COMPARISON = "pipeline.comparison_run_id"
 TAG_DVC_EXP = "dvc.exp_name"
 TAG_PROCESS = "pipeline.process"
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+TAG_STUDY = "tune.study"
+TAG_TRIAL = "tune.trial"
+TAG_TRIAL_STATE = "tune.state"
 MODEL_TRAINING = "custom_model_development"
 COMPARISON_FILTER = f"tags.`{TAG_ROLE}` = 'comparison'"
 log = logging.getLogger(__name__)
@@ -102,6 +105,8 @@ def context_tags(execution: str | None = None) -> dict[str, str]:
         tags[MLFLOW_GIT_COMMIT] = commit
     if exp_name := environment.experiment_name():
         tags[TAG_DVC_EXP] = exp_name
+    if trial := environment.study_trial():
+        tags |= {TAG_STUDY: trial.study, TAG_TRIAL: str(trial.number)}
     return tags
 
 
@@ -117,11 +122,15 @@ def comparison_run(
     if runs:
         return runs[0].info.run_id
     name = name or tags.get(TAG_DVC_EXP) or time.strftime("repro-%Y%m%d-%H%M%S")
+    # A tuning trial's comparison run sits under its study's run, as MLflow nests runs.
+    trial = environment.study_trial()
+    nested = {MLFLOW_PARENT_RUN_ID: trial.mlflow_run} if trial and trial.mlflow_run else {}
     run = client.create_run(
         experiment_id,
         run_name=name,
         tags={
             **tags,
+            **nested,
             TAG_ROLE: "comparison",
             TAG_PROCESS: tags[TAG_EXECUTION],
             MLFLOW_RUN_NAME: name,

@@ -1,0 +1,153 @@
+"""Where a tuning worker runs its trials: a DVC workspace of its own, so that no two trials
+write the same files, sharing the repository's DVC cache.
+
+A workspace is a git clone of the repository at its current commit, in
+``.dvc/tmp/tune/<study>/worker-<k>`` (ignored by git and DVC, like DVC's own temporary
+experiments), with:
+- the repository's DVC cache as its cache, so a stage whose params and inputs a trial does
+  not change comes from DVC's run cache (a phase-2 search trains phase 1 once);
+- the user's params.yaml as the base of every trial, uncommitted edits included;
+- the inputs git does not carry (an image folder, a raw archive, a weights file) linked in.
+
+A trial writes its params, runs ``dvc repro``, saves the result as the experiment
+``<study>-<number>`` and pushes it to the repository, where ``dvc exp show`` lists it and
+``dvc exp apply`` brings it back. Each workspace is held by one worker at a time (a file lock
+that dies with its process).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from src.finetune.errors import PipelineError
+from src.finetune.experiments import git, run_command, save_experiment
+from src.finetune.params import Params, apply_overrides, write_params
+
+PR_SET_PDEATHSIG = 1
+# Looked up here, in the parent: the child only calls it between fork and exec.
+PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A worker's clone of the repository (``path``) and the repository it serves (``root``)."""
+
+    root: Path
+    path: Path
+    index: int  # worker-<index>
+    base_params: dict[str, Any]
+    lock: FileLock
+
+
+def study_folder(root: Path, study: str) -> Path:
+    return root / ".dvc" / "tmp" / "tune" / study
+
+
+def claim_workspace(root: Path, study: str, base_params: dict[str, Any], dvc: str) -> Workspace:
+    """The first workspace of the study no other worker holds, made ready for trials."""
+    folder = study_folder(root, study)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(1024):
+        lock = FileLock(folder / f"worker-{index}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue
+        path = folder / f"worker-{index}"
+        _sync(root, path, dvc)
+        return Workspace(root, path, index, base_params, lock)
+    raise PipelineError(f"{folder}: 1,024 workers already hold a workspace of this study")
+
+
+def _sync(root: Path, path: Path, dvc: str) -> None:
+    """A clone at the repository's commit, its cache the repository's, its untracked inputs
+    linked in."""
+    commit = git(root, "rev-parse", "HEAD").strip()
+    if not (path / ".git").is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+        git(root, "clone", "--quiet", "--shared", "--no-checkout", str(root), str(path))
+    git(path, "fetch", "--quiet", str(root), commit)
+    git(path, "checkout", "--quiet", "--force", "--detach", commit)
+    # A killed worker's DVC lock and read-write lock: this worker holds the workspace now.
+    for stale in ("lock", "rwlock"):
+        (path / ".dvc" / "tmp" / stale).unlink(missing_ok=True)
+    cache = subprocess.run(
+        [dvc, "cache", "dir"], cwd=root, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if cache:
+        run_command(
+            [dvc, "config", "--local", "cache.dir", cache], cwd=path, output=subprocess.DEVNULL
+        )
+
+
+def link_inputs(workspace: Workspace, params: Params) -> None:
+    """The inputs params.yaml names that git does not carry, linked (or copied) from the
+    repository into the workspace: the image folder, the raw archives, a weights file."""
+    named = [params.data.folder, params.data.archive, "data/raw", params.model.weights]
+    for name in filter(None, named):
+        source, target = workspace.root / name, workspace.path / name
+        if not source.exists() or target.exists() or Path(name).is_absolute():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, copy_function=_link_or_copy, symlinks=True)
+        else:
+            _link_or_copy(source, target)
+
+
+def _link_or_copy(source: str | Path, target: str | Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copy2(source, target)
+
+
+def run_trial(
+    workspace: Workspace,
+    overrides: dict[str, Any],
+    experiment: str,
+    dvc: str,
+    env: dict[str, str],
+    log_path: Path,
+) -> None:
+    """Run the pipeline with ``overrides`` on the base params and save it as ``experiment``
+    in the repository; its output goes to ``log_path``. Raises ``PipelineError`` when a stage
+    fails (or is pruned)."""
+    write_params(workspace.path / "params.yaml", apply_overrides(workspace.base_params, overrides))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as output:
+        finished = subprocess.run(
+            [dvc, "repro"],
+            cwd=workspace.path,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+            check=False,
+        )
+        if finished.returncode:
+            raise PipelineError(f"`dvc repro` failed (exit {finished.returncode}); see {log_path}")
+        save_experiment(dvc, experiment, workspace.path, env, output)
+        run_command(
+            [dvc, "exp", "push", "--no-cache", "--force", "origin", experiment],
+            workspace.path,
+            env,
+            output,
+        )
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the worker dies, however it dies, so a killed
+    worker's `dvc repro` (and through it the stage) stops rather than training on."""
+    PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
