@@ -7,7 +7,9 @@ with the ImageNet weights `make install` brings, each seed runs two studies with
 `python -m src.tune` in a scratch git + DVC repository: ``median`` (the pruner of tune.yaml)
 and ``none``, over tune.yaml's space (``phase2.lr``, ``phase2.unfreeze_last``,
 ``phase2.label_smoothing``). The seed is params.yaml's ``seed``: the split, the initialisation
-and the sampler. Exports are off (they are not what is tuned), so is MLflow.
+and the sampler. Exports are off (they are not what is tuned), so is MLflow. Each pruner has
+a repository of its own: with one shared DVC cache, the unpruned study's trials that draw the
+params of a pruned study's trial would come from the cache, trained in zero epochs.
 
 Writes reports/tuning/benchmark.json: per study the best value, the epochs trained in all
 trials, the trials pruned and the wall time; per pruner the mean and standard deviation over
@@ -93,15 +95,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument(
+        "--append", action="store_true", help="keep the studies benchmark.json already holds"
+    )
     args = parser.parse_args(argv)
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="bench-tune-") as scratch:
-        workdir = Path(scratch)
-        scratch_repository(workdir)
-        for seed in args.seeds:
-            for pruner in PRUNERS:
+    runs = json.loads(OUT.read_text())["runs"] if args.append and OUT.exists() else []
+    done = {(run["pruner"], run["seed"]) for run in runs}
+    for pruner in PRUNERS:
+        with tempfile.TemporaryDirectory(prefix="bench-tune-") as scratch:
+            workdir = Path(scratch)
+            scratch_repository(workdir)
+            for seed in args.seeds:
+                if (pruner, seed) in done:
+                    continue
                 runs.append(run_study(workdir, pruner, seed, args.trials, args.jobs))
                 print(json.dumps(runs[-1]), flush=True)
+                write_json(OUT, {"runs": runs})  # a study at a time, for --append
     rows = {pruner: summary([r for r in runs if r["pruner"] == pruner]) for pruner in PRUNERS}
     saved = 1 - rows["median"]["epochs"] / rows["none"]["epochs"]
     results = {
