@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from scipy.special import softmax
 
 from src.finetune.data.images import UnreadableImage, is_image_name, read_image
 from src.finetune.entrypoint import run_stage
@@ -134,7 +135,7 @@ def predict(
     for batch in batched(images):
         rows = runtime.predict(np.stack([p for _, p in batch]).astype("float32"))
         if not is_probabilities(rows):
-            rows = softmax(rows)
+            rows = softmax(rows, axis=1)
             if not said:
                 print(f"warning: {NAME}: the model outputs logits, not probabilities; the "
                       "probabilities printed are their softmax", file=sys.stderr)  # fmt: skip
@@ -150,11 +151,6 @@ def is_probabilities(rows: np.ndarray) -> bool:
     an int8 model's output, 1/256 a class)."""
     in_range = bool((rows >= 0).all() and (rows <= 1).all())
     return in_range and bool(np.allclose(rows.sum(axis=1), 1.0, atol=0.05))
-
-
-def softmax(rows: np.ndarray) -> np.ndarray:
-    shifted = np.exp(rows - rows.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 if __name__ == "__main__":
