@@ -45,10 +45,14 @@ from src.finetune.tracking.studies import (
     StudyTracker,
 )
 from src.finetune.training.history import read_history, read_summary
-from src.finetune.tuning.results import EXPERIMENT, study_results, write_results
+from src.finetune.tuning.results import (
+    EXPERIMENT,
+    StudyResults,
+    study_results,
+    write_results,
+)
 from src.finetune.tuning.space import SearchSpace, load_space
 from src.finetune.tuning.study import (
-    DONE,
     HEARTBEAT_S,
     best_trial,
     default_storage,
@@ -295,8 +299,7 @@ class Reporter:
         if self.failures >= FAILURES_IN_A_ROW:
             study.stop()
         self.work.tracker.trial_finished(trial.number, state)
-        with FileLock(study_folder(self.work.root, study.study_name) / "results.lock"):
-            write_results(study, self.work.root / REPORTS)
+        write_study_files(self.work)
         print(self.line(study, trial), flush=True)
 
     def line(self, study: optuna.Study, trial: FrozenTrial) -> str:
@@ -316,17 +319,18 @@ class Reporter:
         return f"trial {trial.number} {what}; {best_text}; {left} left; {minutes}m{seconds:02d}s"
 
 
+def write_study_files(work: Study) -> tuple[StudyResults, list[Path]]:
+    """The study's files rebuilt from its storage, one worker at a time; the results and the
+    files written."""
+    results = study_results(work.study)
+    with FileLock(study_folder(work.root, work.study.study_name) / "results.lock"):
+        return results, write_results(work.study, results, work.root / REPORTS)
+
+
 def _finish(work: Study) -> None:
     """The study's files and MLflow run, and what to do next."""
-    study = work.study
-    folder = work.root / REPORTS
-    with FileLock(study_folder(work.root, study.study_name) / "results.lock"):
-        files = write_results(study, folder)
-    results = study_results(study)
-    counts = {state.name.lower(): 0 for state in (*DONE, TrialState.FAIL)}
-    for trial in results.trials:
-        if trial.state in counts:
-            counts[trial.state] += 1
+    results, files = write_study_files(work)
+    counts = {state: results.count(state) for state in ("complete", "pruned", "fail")}
     best = results.best
     numbers = {f"trials_{state}": float(count) for state, count in counts.items()}
     numbers["epochs"] = float(results.epochs)

@@ -23,9 +23,10 @@ def run_command(
     command: list[str],
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
-    output: IO[str] | None = None,
+    output: IO[str] | int | None = None,
 ) -> None:
-    """Run ``command``; a failure is one line naming it (its own output says why)."""
+    """Run ``command``, its output to ``output`` (a file, ``subprocess.DEVNULL``) or ours; a
+    failure is one line naming it (its own output says why)."""
     finished = subprocess.run(
         command, cwd=cwd, env=env, stdout=output, stderr=output and subprocess.STDOUT, check=False
     )

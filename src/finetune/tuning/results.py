@@ -44,6 +44,10 @@ class StudyResults(BaseModel):
     best: TrialRecord | None
     epochs: int  # in all trials together: what pruning saves
 
+    def count(self, state: str) -> int:
+        """How many trials ended in ``state`` (complete, pruned, fail)."""
+        return sum(trial.state == state for trial in self.trials)
+
 
 def record(trial: FrozenTrial) -> TrialRecord:
     return TrialRecord(
@@ -69,10 +73,9 @@ def study_results(study: optuna.Study) -> StudyResults:
     )
 
 
-def write_results(study: optuna.Study, folder: Path) -> list[Path]:
+def write_results(study: optuna.Study, results: StudyResults, folder: Path) -> list[Path]:
     """``<study>.json``, and once a trial completed ``<study>-best.yaml`` and the figures;
     returns the files written."""
-    results = study_results(study)
     written = [folder / f"{study.study_name}.json"]
     write_json(written[0], results.model_dump(mode="json"))
     if results.best is None:

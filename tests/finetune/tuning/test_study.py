@@ -110,7 +110,7 @@ def finished_study(tmp_path: Path) -> optuna.Study:
 def test_the_results_list_every_trial_and_the_best_one_replays_as_a_recipe(tmp_path):
     study = finished_study(tmp_path)
     write_params(tmp_path / "params.yaml")
-    files = write_results(study, tmp_path / "reports/tuning")
+    files = write_results(study, study_results(study), tmp_path / "reports/tuning")
     assert [path.name for path in files] == [
         "lr.json",
         "lr-best.yaml",
@@ -119,6 +119,7 @@ def test_the_results_list_every_trial_and_the_best_one_replays_as_a_recipe(tmp_p
     ]
     results = study_results(study)
     assert [t.state for t in results.trials] == ["complete", "complete", "pruned", "complete"]
+    assert (results.count("complete"), results.count("pruned"), results.count("fail")) == (3, 1, 0)
     assert results.best.number == 1 and results.best.experiment == "lr-1"
     assert results.trials[2].experiment is None and results.trials[2].epochs == 2
     assert results.epochs == 3 + 3 + 2 + 3
