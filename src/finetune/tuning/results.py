@@ -65,7 +65,7 @@ def study_results(study: optuna.Study) -> StudyResults:
     best = best_trial(study)
     return StudyResults(
         study=study.study_name,
-        metric=study.user_attrs.get("metric", "val_accuracy"),
+        metric=results_metric(study),
         direction=study.direction.name.lower(),
         trials=trials,
         best=record(best) if best else None,
@@ -112,7 +112,7 @@ def write_figures(study: optuna.Study, folder: Path) -> list[Path]:
         with warnings.catch_warnings():  # Optuna marks its matplotlib figures experimental
             warnings.simplefilter("ignore")
             try:
-                axes = draw(study)
+                axes = draw(study, target_name=results_metric(study))
             except (ValueError, RuntimeError) as error:  # e.g. one value for every param
                 log.info("no %s figure: %s", name, error)
                 continue
@@ -129,3 +129,8 @@ def _shown(path: Path) -> str:
         return path.relative_to(Path.cwd()).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+def results_metric(study: optuna.Study) -> str:
+    """The metric the study optimises, as its figures name their axis."""
+    return study.user_attrs.get("metric", "val_accuracy")

@@ -106,7 +106,7 @@ class Progress:
 def progress(study: optuna.Study, wanted: int) -> Progress:
     trials = study.get_trials(deepcopy=False)
     count = {state: sum(trial.state == state for trial in trials) for state in TrialState}
-    done = count[TrialState.COMPLETE] + count[TrialState.PRUNED]
+    done = sum(count[state] for state in DONE)
     return Progress(done, count[TrialState.FAIL], count[TrialState.RUNNING], max(0, wanted - done))
 
 
