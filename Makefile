@@ -2,7 +2,7 @@
 PYTHON ?= .venv/bin/python
 BIN := $(abspath $(dir $(PYTHON)))/
 
-.PHONY: help install install-gpu install-s3 demo repro strong-recipe tune test test-fast lint format ui bench bench-memory bench-quality bench-tune
+.PHONY: help install install-gpu install-s3 demo repro strong-recipe tune test test-fast lint format ui bench bench-memory bench-quality bench-tune bench-int8
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,3 +61,6 @@ bench-quality: ## Test accuracy on Fashion-MNIST and the digits, 3 seeds a row -
 
 bench-tune: ## A 20-trial search on the demo's digits with and without pruning -> reports/tuning/benchmark.json
 	PATH="$(BIN):$$PATH" $(PYTHON) -m benchmarks.tuning
+
+bench-int8: ## int8 LiteRT with its input scaling in float against all-int8, 3 seeds -> reports/quantization.json
+	PATH="$(BIN):$$PATH" $(PYTHON) -m benchmarks.quantization

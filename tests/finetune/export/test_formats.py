@@ -2,6 +2,7 @@
 runtime, predicting what Keras predicts; int8 smaller; a failing format is one line."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -86,6 +87,18 @@ def test_litert_files_and_the_saved_model_carry_a_sidecar(exported):
 def test_int8_is_at_least_three_times_smaller_than_float_litert(exported):
     float_size = (exported / "model.tflite").stat().st_size
     assert float_size >= 3 * (exported / "model_int8.tflite").stat().st_size
+
+
+def test_int8_keeps_the_input_scaling_in_float_and_the_rest_in_int8(exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(exported / "model_int8.tflite"))
+    dtypes = {t["name"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    scaling = [name for name in dtypes if re.search(r"/normalization(_\d+)*/(mul|add)$", name)]
+    assert len(scaling) == 2, list(dtypes)
+    assert all(dtypes[name] == np.float32 for name in scaling)
+    convolution = [name for name in dtypes if "conv2d" in name and "Relu" in name]
+    assert convolution and all(dtypes[name] == np.int8 for name in convolution)
 
 
 def test_a_failing_export_raises_naming_the_cause(tiny, tmp_path):
