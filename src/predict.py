@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import softmax
 
-from src.finetune.data.images import UnreadableImage, is_image_name, read_image
+from src.finetune.data.images import UnreadableImage, files_under, is_image_name, read_image
 from src.finetune.entrypoint import run_stage
 from src.finetune.errors import PipelineError
 from src.finetune.export.runtimes import LoadedModel, Runtime, open_model
@@ -40,7 +40,7 @@ def image_files(paths: list[Path]) -> Iterator[Path]:
     """The files given, and the image files under the folders given, sorted."""
     for path in paths:
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p))
+            yield from (p for p in files_under(path) if is_image_name(p) and not p.is_dir())
         else:
             yield path
 
@@ -76,7 +76,7 @@ def batched(items: Iterator[tuple[Path, np.ndarray]]) -> Iterator[list[tuple[Pat
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("paths", type=Path, nargs="+", help="image files or folders")
+    parser.add_argument("paths", type=Path, nargs="*", help="image files or folders")
     parser.add_argument(
         "--model",
         type=Path,
@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--request", action="store_true", help="print an MLflow serving request instead"
     )
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    args.paths += files_named_like_options(parser, unknown)
+    if not args.paths:
+        parser.error("give at least one image file or folder")
     loaded = open_model(args.model)
     class_names = checked_labels(args.model, loaded)
     if not 1 <= args.top_k <= len(class_names):
@@ -102,6 +105,18 @@ def main(argv: list[str] | None = None) -> None:
         predict(loaded.runtime, images, class_names, args.top_k)
     if images.failed:
         sys.exit(1)
+
+
+def files_named_like_options(parser: argparse.ArgumentParser, unknown: list[str]) -> list[Path]:
+    """The files among the arguments argparse took for unknown options (``-x.png``, a name
+    starting with a dash); anything else is the usual usage error."""
+    files = [Path(argument) for argument in unknown if Path(argument).exists()]
+    others = [argument for argument in unknown if not Path(argument).exists()]
+    if others:
+        parser.error(
+            f"unrecognized arguments: {' '.join(others)} (a file named so? it does not exist)"
+        )
+    return files
 
 
 def checked_labels(path: Path, loaded: LoadedModel) -> tuple[str, ...]:

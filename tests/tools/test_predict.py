@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 
 import keras
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 from src import predict
 from src.finetune.data.prepared import load_info, load_split
 from src.finetune.entrypoint import run_stage
-from tests.support.images import image_folder
+from tests.support.images import hostile_files, image_folder
 
 
 def run_predict(pipeline, capsys, *args):
@@ -58,6 +59,22 @@ def test_an_unreadable_file_gets_a_line_and_the_others_are_predicted(pipeline, t
     lines = err.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("error: predict: ") for line in lines)
     assert "broken.jpg" in lines[0] and "absent.png" in lines[1]
+
+
+def test_damaged_files_pipes_and_dashed_names_each_get_a_row_or_a_line(
+    pipeline, tmp_path, capsys, monkeypatch
+):
+    folder = tmp_path / "photos"
+    hostile = hostile_files(folder / "damaged", per_format=2)
+    os.mkfifo(folder / "pipe.png")
+    monkeypatch.chdir(folder)
+    Image.new("RGB", (9, 9), "red").save("-x.png")  # argparse would take it for an option
+    code, rows, err, _ = run_predict(pipeline, capsys, "-x.png", "damaged", "pipe.png")
+    lines = err.strip().splitlines()
+    assert code == 1 and all(line.startswith("error: predict: ") for line in lines)
+    assert any("pipe.png: not a regular file" in line for line in lines)
+    assert sum(row["path"] == "-x.png" for row in rows) == 1
+    assert len(rows) + len(lines) == 1 + len(hostile) + 1, "each file once"
 
 
 def test_a_file_gets_the_pixels_training_used(pipeline, tmp_path, capsys):

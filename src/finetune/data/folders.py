@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.finetune.data.images import UnreadableImage, is_image_name, read_image
+from src.finetune.data.images import UnreadableImage, files_under, is_image_name, read_image
 from src.finetune.data.prepared import Rows
 from src.finetune.data.splits import is_class_name
 from src.finetune.errors import PipelineError
@@ -136,7 +136,7 @@ def _class_files(
             )
         seen[target] = class_dir
         found = 0
-        for path in sorted(class_dir.rglob("*")):
+        for path in files_under(class_dir):
             if not _inside(path, inside):  # a link, inside a linked folder, or in a loop
                 scan.outside.append(path)
             elif path.is_file() and is_image_name(path):

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from src.finetune.data.prepared import load_info, load_split
 from src.finetune.data.sources.folder import prepare_folder
 from src.finetune.errors import PipelineError
 from src.finetune.params import DataParams
-from tests.support.images import image_folder, write_image
+from tests.support.images import deep_folder, hostile_files, image_folder, write_image
 
 
 def data_params(**overrides) -> DataParams:
@@ -83,6 +84,24 @@ def test_what_is_not_a_readable_image_is_ignored_or_skipped_and_named(tmp_path, 
     assert "skipped 2 link(s) pointing outside" in text and "cat/link.png" in text
     assert "dog/loop.png" in text
     assert "ignored 2 file(s) that are not images" in text and "dog/notes.txt" in text
+
+
+def test_damaged_files_of_every_format_are_skipped_and_the_others_kept(tmp_path, caplog):
+    folder = image_folder(tmp_path / "photos", per_class=6)
+    hostile = hostile_files(folder / "dog", per_format=3)
+    caplog.set_level(logging.WARNING)
+    sizes = prepare(folder, tmp_path / "prepared", val_split=0.25, test_split=0.25)
+    skipped = re.search(r"skipped (\d+) file\(s\) that are not readable images", caplog.text)
+    assert skipped, caplog.text
+    assert sum(sizes.values()) == 18 + len(hostile) - int(skipped.group(1)), "none lost"
+    assert int(skipped.group(1)) > len(hostile) / 4
+
+
+def test_a_class_folder_nested_too_deep_is_one_line(tmp_path):
+    folder = image_folder(tmp_path / "photos", per_class=6)
+    with deep_folder(folder / "fox/deep", 3000), pytest.raises(PipelineError) as raised:
+        prepare(folder, tmp_path / "prepared")
+    assert "nested more than 64 deep" in str(raised.value)
 
 
 def test_a_decompression_bomb_is_skipped_and_named(tmp_path, caplog, monkeypatch):

@@ -1,12 +1,15 @@
 """Reading one image file of any common format and mode as RGB pixels of one size."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from src.finetune.data import images
-from src.finetune.data.images import UnreadableImage, is_image_name, read_image
-from tests.support.images import IMAGE_KINDS, write_image
+from src.finetune.data.images import UnreadableImage, files_under, is_image_name, read_image
+from src.finetune.errors import PipelineError
+from tests.support.images import IMAGE_KINDS, deep_folder, hostile_files, write_image
 
 
 @pytest.mark.parametrize(("mode", "suffix"), IMAGE_KINDS)
@@ -81,3 +84,51 @@ def test_image_names():
     assert is_image_name(images.Path("a/B.JPEG")) and is_image_name(images.Path("x.webp"))
     assert not is_image_name(images.Path(".DS_Store")) and not is_image_name(images.Path("n.txt"))
     assert not is_image_name(images.Path("._photo.jpg")), "macOS resource forks are not images"
+
+
+def test_whatever_a_decoder_raises_on_a_damaged_file_is_an_unreadable_image(tmp_path):
+    files = hostile_files(tmp_path)
+    formats = {path.name.split("-")[0] for path in files}
+    assert {"png", "jpeg", "spider", "dds", "tiff", "webp", "gif"} <= formats, formats
+    unreadable = 0
+    for path in files:
+        try:
+            pixels = read_image(path, (8, 8))
+        except UnreadableImage as problem:
+            assert str(problem), "the reason is said"
+            unreadable += 1
+        else:
+            assert pixels.shape == (8, 8, 3) and pixels.dtype == np.uint8
+    assert unreadable > len(files) / 4, "most damaged files are refused, not all read"
+
+
+def test_a_named_pipe_or_a_folder_is_not_read(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")  # opened for reading, it would wait for a writer forever
+    (tmp_path / "folder.png").mkdir()
+    for name in ("pipe.png", "folder.png"):
+        with pytest.raises(UnreadableImage, match="not a regular file"):
+            read_image(tmp_path / name, (8, 8))
+    with pytest.raises(UnreadableImage, match="No such file"):
+        read_image(tmp_path / "absent.png", (8, 8))
+
+
+def test_files_under_lists_files_and_links_not_the_folders_sorted(tmp_path):
+    write_image(tmp_path / "b/deeper/2.png", "RGB", (4, 4), 1)
+    write_image(tmp_path / "a.png", "RGB", (4, 4), 1)
+    (tmp_path / "link").symlink_to(tmp_path / "b")
+    found = [p.relative_to(tmp_path).as_posix() for p in files_under(tmp_path)]
+    assert found == ["a.png", "b/deeper/2.png", "link"]
+
+
+def test_a_folder_nested_far_deeper_than_recursion_goes_is_walked(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "MAX_DEPTH", 5000)
+    with deep_folder(tmp_path / "deep", 1500) as root:  # Path.rglob: RecursionError
+        (bottom,) = files_under(root)
+    assert bottom.name == "x.png" and len(bottom.relative_to(tmp_path).parts) == 1502
+
+
+def test_a_folder_nested_deeper_than_max_depth_is_one_line(tmp_path):
+    with deep_folder(tmp_path / "deep", 2000) as root, pytest.raises(PipelineError) as raised:
+        files_under(root)
+    message = str(raised.value)
+    assert "nested more than 64 deep" in message and "\n" not in message and len(message) < 300
