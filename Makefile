@@ -47,8 +47,8 @@ format: ## ruff fix and format
 	$(BIN)ruff check --fix .
 	$(BIN)ruff format .
 
-ui: ## MLflow UI on http://127.0.0.1:5000, opened on the comparison runs
-	PATH="$(BIN):$$PATH" $(PYTHON) -m src.ui
+ui: ## MLflow UI on http://127.0.0.1:5000, opened on the comparison runs (ARGS="--port 5001")
+	PATH="$(BIN):$$PATH" $(PYTHON) -m src.ui $(ARGS)
 
 bench: ## Time phases 1 and 2 against the tutorial recipe -> reports/benchmark.json (~10 min)
 	PATH="$(BIN):$$PATH" $(PYTHON) -m benchmarks.benchmark

@@ -4,16 +4,21 @@
 
 Prints the link to the experiment's comparison runs (one per pipeline execution), their
 headline metrics and the params sweeps change as columns, then runs `mlflow ui` on 127.0.0.1
-with one worker process, enough on a small machine. The experiment is a model-training one,
+with one worker process, enough on a small machine. A store that does not open, a port out of
+range or taken by another server is one line and no link. The experiment is a model-training one,
 so MLflow 3 opens its runs, not its GenAI view.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import urllib.parse
 
 from src.finetune.entrypoint import run_stage
@@ -21,7 +26,12 @@ from src.finetune.errors import PipelineError
 from src.finetune.evaluation.metrics import HEADLINE, TTA_HEADLINE
 from src.finetune.params import load_params
 from src.finetune.tracking.mlflow.runs import COMPARISON_FILTER, experiment_id_for
-from src.finetune.tracking.mlflow.store import Store, open_store, tracking_uri
+from src.finetune.tracking.mlflow.store import (
+    Store,
+    open_store,
+    store_errors_as_one_line,
+    tracking_uri,
+)
 
 NAME = "ui"
 VIEW = "pipeline-comparison"  # the shared view the link opens
@@ -57,7 +67,7 @@ def comparison_runs_link(base: str, experiment_id: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--port", type=port_number, default=5000, help="1-65535 (default 5000)")
     args = parser.parse_args(argv)
     uri = tracking_uri()
     if Store(uri).database is None:
@@ -65,20 +75,71 @@ def main(argv: list[str] | None = None) -> None:
             f"MLFLOW_TRACKING_URI is {uri}: open that server's own UI, or unset it for the "
             "local store"
         )
-    with open_store(uri) as client:
+    with store_errors_as_one_line(uri), open_store(uri) as client:
         experiment_id = experiment_id_for(client, load_params().mlflow.experiment)
         share_comparison_view(client, experiment_id)
     mlflow = shutil.which("mlflow")
     if mlflow is None:
         raise PipelineError("mlflow not found; run `make install`, then `make ui`")
+    claim_port(args.port)
     base = f"http://127.0.0.1:{args.port}"
     print(f"MLflow UI: {comparison_runs_link(base, experiment_id)}", flush=True)
     print("(one row per pipeline execution; Ctrl-C stops the UI)", flush=True)
-    os.execv(
-        mlflow,
-        [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-         "--port", str(args.port), "--workers", "1"],
-    )  # fmt: skip
+    serve(mlflow, uri, args.port)
+
+
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def claim_port(port: int) -> None:
+    """Refuse a port something else listens on before printing a link to it: the link would
+    open that other server."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise PipelineError(
+                f"port {port} on 127.0.0.1 is taken ({error.strerror}); stop what listens "
+                "there, or choose another: make ui ARGS='--port 5001'"
+            ) from None
+
+
+def serve(mlflow: str, uri: str, port: int) -> None:
+    """Run `mlflow ui` until Ctrl-C, quietly: no line per request, no start-up INFO lines,
+    and on Ctrl-C one line rather than each worker's KeyboardInterrupt traceback.
+
+    The server runs in a session of its own, so the terminal's Ctrl-C reaches this process
+    alone, which stops the server with SIGTERM (its clean shutdown).
+    """
+    command = [mlflow, "ui", "--backend-store-uri", uri, "--registry-store-uri", uri,
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--uvicorn-opts", "--no-access-log --log-level warning"]  # fmt: skip
+    env = os.environ | {"MLFLOW_LOGGING_LEVEL": "WARNING", "PYTHONWARNINGS": "ignore"}
+    server = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        code = server.wait()
+    except KeyboardInterrupt:
+        _stop(server)
+        print("MLflow UI stopped", flush=True)
+        return
+    finally:
+        if server.poll() is None:
+            _stop(server)
+    if code:
+        raise PipelineError(f"`mlflow ui` exited with {code}; its lines above say why")
+
+
+def _stop(server: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
 
 
 if __name__ == "__main__":

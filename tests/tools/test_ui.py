@@ -1,0 +1,102 @@
+"""`make ui` (`python -m src.ui`): one line and no link when it cannot serve; quiet while it
+serves; one line when Ctrl-C stops it."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.commands import command_env
+from tests.support.params import ROOT, write_params
+from tests.support.servers import free_port
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    write_params(tmp_path / "params.yaml")
+    return tmp_path
+
+
+def start_ui(project: Path, *args: str) -> subprocess.Popen:
+    """The UI as a terminal starts it: in a process group of its own, output in one pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "src.ui", *args],
+        cwd=project,
+        env=command_env(PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finished(project: Path, *args: str) -> tuple[int, str]:
+    ui = start_ui(project, *args)
+    output, _ = ui.communicate(timeout=120)
+    return ui.returncode, output
+
+
+def test_a_corrupt_store_is_one_line_and_no_link(project):
+    (project / "mlflow.db").write_bytes(os.urandom(4096))
+    code, output = finished(project, "--port", str(free_port()))
+    assert code == 1 and "http://" not in output
+    (line,) = output.strip().splitlines()
+    assert line.startswith("error: ui: ") and "mlflow.db is not a usable MLflow store" in line
+
+
+def test_a_taken_port_is_one_line_and_no_link_to_the_other_server(project):
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        code, output = finished(project, "--port", str(port))
+    assert code == 1 and "http://" not in output
+    (line,) = output.strip().splitlines()
+    assert f"error: ui: port {port} on 127.0.0.1 is taken" in line and "--port" in line
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
+def test_a_port_out_of_range_is_a_usage_line(project, port):
+    code, output = finished(project, f"--port={port}")
+    assert code == 2 and "not a port number (1-65535)" in output and "http://127" not in output
+
+
+def test_serving_is_quiet_and_ctrl_c_stops_it_in_one_line(project):
+    port = free_port()
+    ui = start_ui(project, "--port", str(port))
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_for(f"{base}/health", ui)
+        for path in ("/", "/health", "/ajax-api/2.0/mlflow/experiments/search?max_results=5"):
+            with urllib.request.urlopen(base + path, timeout=10) as answer:
+                assert answer.status == 200
+        os.killpg(ui.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+        output, _ = ui.communicate(timeout=60)
+    finally:
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGKILL)
+    assert ui.returncode == 0
+    assert "Traceback" not in output and "GET /" not in output and "INFO" not in output
+    lines = output.strip().splitlines()
+    assert lines[0].startswith("MLflow UI: http://127.0.0.1:") and lines[-1] == "MLflow UI stopped"
+    assert len(lines) <= 4, lines
+    with pytest.raises(OSError):  # the server went with it
+        urllib.request.urlopen(f"{base}/health", timeout=2)
+
+
+def _wait_for(url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the UI exited"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer")
