@@ -157,7 +157,7 @@ def _study_tracker(params: Params, study: optuna.Study) -> StudyTracker:
         return RecordingStudyTracker()
     from src.finetune.tracking.mlflow.studies import open_study_tracker  # loads in seconds
 
-    return SafeStudyTracker(open_study_tracker(params.mlflow.experiment, study.study_name))
+    return SafeStudyTracker(open_study_tracker(params.mlflow_experiment, study.study_name))
 
 
 def _opening(work: Study, jobs: int) -> str:

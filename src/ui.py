@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             "local store"
         )
     with store_errors_as_one_line(uri), open_store(uri) as client:
-        experiment_id = experiment_id_for(client, load_params().mlflow.experiment)
+        experiment_id = experiment_id_for(client, load_params().mlflow_experiment)
         share_comparison_view(client, experiment_id)
     mlflow = shutil.which("mlflow")
     if mlflow is None:

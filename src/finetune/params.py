@@ -90,6 +90,14 @@ class DataParams(Section):
     image_size: int = Field(ge=32, le=1024)
     dedupe: bool
 
+    @property
+    def name(self) -> str:
+        """The data's short name: the dataset's (``cifar10``), or the image folder's own
+        (``digits`` for data/sample/digits)."""
+        if self.source != "folder":
+            return self.source
+        return Path(self.folder).name or "images"
+
     def read_by_source(self) -> dict[str, Any]:
         """The keys the chosen source reads, with their values."""
         return {key: getattr(self, key) for key in ("source", *SOURCE_KEYS[self.source])}
@@ -269,6 +277,15 @@ class Params(Section):
     def backbone(self) -> Backbone:
         return BACKBONES[self.model.backbone]
 
+    @property
+    def mlflow_experiment(self) -> str:
+        """The MLflow experiment every stage logs to: ``mlflow.experiment``, or with ``auto``
+        one per data, named after it (``cifar10-finetune``, ``digits-finetune``), so runs on
+        the digits never sit among runs on CIFAR-10."""
+        if self.mlflow.experiment != "auto":
+            return self.mlflow.experiment
+        return f"{self.data.name}-finetune"
+
     def phase(self, phase: Phase) -> Phase1Params | Phase2Params:
         """The section of a training phase."""
         return self.phase1 if phase is Phase.EXTRACT else self.phase2
@@ -280,6 +297,15 @@ class Params(Section):
     def select(self, keys: tuple[str, ...]) -> dict[str, Any]:
         flat = self.flat()
         return {key: value for key, value in flat.items() if _selected(key, keys)}
+
+
+def trained_part(unfreeze_last: int | None) -> str:
+    """What a phase trains, in the words the log, the report, the model card and the MLflow
+    run's description all use: ``unfreeze_last`` base layers counted from the top, as
+    ``phase2.unfreeze_last`` counts them (BatchNormalization among them stays frozen)."""
+    if not unfreeze_last:
+        return "the head"
+    return f"the head and the last {unfreeze_last} layers of the base, BatchNorm frozen"
 
 
 def _selected(key: str, keys: tuple[str, ...]) -> bool:

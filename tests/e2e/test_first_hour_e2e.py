@@ -90,7 +90,7 @@ def test_the_demo_leaves_params_as_committed_and_its_results_findable(demo):
     shown = json.dumps(json.loads(run(repo, "dvc", "exp", "show", "--json")))
     assert "demo-digits" in shown
     client = local_store(repo)
-    experiment = client.get_experiment_by_name("cifar10-finetune")
+    experiment = client.get_experiment_by_name("digits-finetune")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     (comparison,) = client.search_runs(
         [experiment.experiment_id], filter_string="tags.`pipeline.role` = 'comparison'"

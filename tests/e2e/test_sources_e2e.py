@@ -78,7 +78,7 @@ def _project_params(repo: Path) -> dict:
 
 def test_the_logged_model_answers_a_real_request(repo, repro, tmp_path):
     client = local_store(repo)
-    experiment = client.get_experiment_by_name("cifar10-finetune")
+    experiment = client.get_experiment_by_name("images-finetune")
     (comparison,) = client.search_runs(
         [experiment.experiment_id], filter_string="tags.`pipeline.role` = 'comparison'"
     )

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from src.finetune.errors import PipelineError
-from src.finetune.params import load_params
+from src.finetune.params import Params, apply_overrides, load_params
 from tests.support.params import project_params, write_params
 
 
@@ -25,7 +25,21 @@ def test_project_params_are_valid_and_keep_the_documented_defaults():
     assert params.model.weights == "imagenet"
     assert (params.phase1.epochs, params.phase1.lr, params.phase1.batch_size) == (15, 1e-3, 64)
     assert (params.phase2.epochs, params.phase2.unfreeze_last, params.phase2.lr) == (10, 40, 1e-5)
-    assert params.mlflow.experiment == "cifar10-finetune"
+    assert params.mlflow.experiment == "auto" and params.mlflow_experiment == "cifar10-finetune"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"data.source": "cifar100"}, "cifar100-finetune"),
+        ({"data.source": "folder", "data.folder": "data/sample/digits"}, "digits-finetune"),
+        ({"data.source": "folder", "data.folder": "photos/"}, "photos-finetune"),
+        ({"data.source": "folder", "mlflow.experiment": "mine"}, "mine"),
+    ],
+)
+def test_the_mlflow_experiment_is_named_after_the_data_unless_set(overrides, expected):
+    tree = apply_overrides(project_params().model_dump(), overrides)
+    assert Params.model_validate(tree).mlflow_experiment == expected
 
 
 def test_flat_uses_dotted_keys_and_select_takes_sections_or_keys():

@@ -201,7 +201,7 @@ def test_a_moved_repository_logs_into_its_own_mlartifacts(workdir, monkeypatch):
     with track_stage("prepare", params, ()) as after:
         pass
     client = MlflowClient(tracking_uri())
-    experiment = client.get_experiment_by_name(params.mlflow.experiment)
+    experiment = client.get_experiment_by_name(params.mlflow_experiment)
     assert experiment.artifact_location == (moved / "mlartifacts").as_uri()
     for run_id in (before.inner.run_id, after.inner.run_id):
         assert client.get_run(run_id).info.artifact_uri.startswith((moved / "mlartifacts").as_uri())

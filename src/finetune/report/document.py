@@ -12,7 +12,7 @@ from src.finetune.data.checks import DataChecks
 from src.finetune.evaluation.metrics import Metrics, PerClass
 from src.finetune.export.formats import Format
 from src.finetune.export.results import ExportReport
-from src.finetune.params import AugmentParams, Params, Phase, PhaseParams
+from src.finetune.params import AugmentParams, Params, Phase, PhaseParams, trained_part
 from src.finetune.report.plots import fine_tune_start
 from src.finetune.training.history import Summary, kept_epochs
 
@@ -246,7 +246,7 @@ def render_report(
         f"| baseline: frozen base, new head ({optimizer_text(params.phase1)}) | 1-{start - 1} "
         f"| {kept[Phase.EXTRACT]} | {_pct(metrics.baseline_accuracy)} "
         f"| {metrics.baseline_loss:.4f} |{tta_cell('baseline_accuracy_tta')}",
-        f"| fine-tuned: last {params.phase2.unfreeze_last} base layers unfrozen, BatchNorm frozen "
+        f"| fine-tuned: {trained_part(params.phase2.unfreeze_last)} "
         f"({optimizer_text(params.phase2)}) | {start}-{last} | {kept[Phase.FINETUNE]} "
         f"| {_pct(metrics.finetuned_accuracy)} | {metrics.finetuned_loss:.4f} "
         f"|{tta_cell('finetuned_accuracy_tta')}",

@@ -59,14 +59,6 @@ class NetworkCut:
             height, width = resize.output.shape[1:3]
         return max(16, INFERENCE_PIXELS // (height * width))
 
-    def describe(self) -> str:
-        """What trains on the cache, in words for the log."""
-        if self.trainable.name == "head":
-            return "the head"
-        layers = self.trainable.get_layer(BASE_NAME).layer.layers
-        top = sum(not isinstance(layer, keras.layers.InputLayer) for layer in layers)
-        return f"the head and the top {top} layers of the base"
-
     def bytes_per_image(self) -> int:
         return sum(int(np.prod(t.shape[1:])) * BYTES_PER_FLOAT for t in self.frozen.outputs)
 

@@ -28,7 +28,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from src.finetune.data.splits import Split
 from src.finetune.errors import PipelineError
 from src.finetune.model.network import Block, set_trainable, training_groups
-from src.finetune.params import Phase
+from src.finetune.params import Phase, trained_part
 from src.finetune.training.augment import Augmentation, augmentation
 from src.finetune.training.batches import batches
 from src.finetune.training.caching import (
@@ -134,7 +134,9 @@ def train(
     set_trainable(model, blocks)  # the phase's whole range decides where the network is cut
     weights = class_weights(data[0], plan.train.class_weight)
     inputs = training_inputs(model, data, plan)
-    log.info("%s: %s", plan.phase, inputs.description)
+    log.info(
+        "%s: training %s, %s", plan.phase, trained_part(plan.unfreeze_last), inputs.description
+    )
     steps = unfreezing_steps(plan, len(blocks))
     optimizers = GroupOptimizers(plan, blocks, inputs.steps_per_epoch)
     stopping = (
@@ -268,7 +270,7 @@ def training_inputs(model: keras.Model, data: tuple[Split, Split], plan: Plan) -
             ),
             validation=batches(cached_val, plan.settings.batch_size),
             steps_per_epoch=steps_per_epoch,
-            description=f"training {cut.describe()} on the frozen part's cached outputs",
+            description="on the frozen part's cached outputs",
             per_epoch=[],
         )
     view = tf.Variable(0, dtype=tf.int64, trainable=False, name="cached_view")
@@ -281,7 +283,7 @@ def training_inputs(model: keras.Model, data: tuple[Split, Split], plan: Plan) -
         validation=batches(cached_val, plan.settings.batch_size),
         steps_per_epoch=steps_per_epoch,
         description=(
-            f"training {cut.describe()} on the frozen part's cached outputs for {views} "
+            f"on the frozen part's cached outputs for {views} "
             f"augmented views of each image ({augmenter.describe()}), epoch e on view e mod "
             f"{views}; train.cached_views: 0 streams a fresh augmentation every epoch instead"
         ),

@@ -8,26 +8,9 @@ from src.finetune.report.card import Provenance, render_model_card
 from src.finetune.report.document import render_report, verdict
 from src.finetune.training.history import Summary, combined_history
 from tests.support.params import project_params, write_params
+from tests.support.results import METRICS
 from tests.support.training import frame
 
-METRICS = {
-    "baseline_accuracy": 0.8,
-    "finetuned_accuracy": 0.85,
-    "accuracy_delta": 0.05,
-    "baseline_loss": 0.6,
-    "finetuned_loss": 0.45,
-    "baseline_accuracy_ci_low": 0.792,
-    "baseline_accuracy_ci_high": 0.808,
-    "finetuned_accuracy_ci_low": 0.843,
-    "finetuned_accuracy_ci_high": 0.857,
-    "accuracy_delta_ci_low": 0.011,
-    "accuracy_delta_ci_high": 0.035,
-    "baseline_macro_f1": 0.79,
-    "finetuned_macro_f1": 0.845,
-    "baseline_ece": 0.05,
-    "finetuned_ece": 0.031,
-    "test_images": 10000,
-}
 PER_CLASS = {
     "baseline": {"cat": 0.5, "dog": None},
     "finetuned": {"cat": 0.75, "dog": None},
@@ -113,7 +96,7 @@ def test_report_has_the_numbers_the_figure_and_the_per_class_table():
     assert "raised test accuracy by 5.00 points (80.00% -> 85.00% on 10000 test images)" in text
     assert "| 1-15 | 15 | 80.00% | 0.6000 |" in text
     assert "| 16-25 | 25 | 85.00% | 0.4500 |" in text
-    assert "last 40 base layers unfrozen" in text and "(Adam lr 1e-05)" in text
+    assert "the head and the last 40 layers of the base, BatchNorm frozen (Adam lr 1e-05)" in text
     assert "](figures/validation_curves.png)" in text
     assert "Base: EfficientNetV2B0, ImageNet weights from keras.applications" in text
     assert "| cat | 50.00% | 75.00% | +25.00 points |" in text

@@ -10,6 +10,7 @@ import pytest
 from src.finetune.data.splits import Split
 from src.finetune.errors import PipelineError
 from src.finetune.model.network import base_of
+from src.finetune.params import trained_part
 from src.finetune.training.history import HISTORY_COLUMNS
 from src.finetune.training.loop import (
     _fail_on_divergence,
@@ -55,6 +56,15 @@ def test_train_continues_the_epoch_count_and_reports_each_epoch_live():
     assert set(HISTORY_COLUMNS[1:]) | {"lr"} <= set(seen[0][1])
     assert history.kept_epoch == 5 and not history.stopped_early
     assert history.frame.drop(columns="epoch").map(math.isfinite).all().all()
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_the_log_names_the_layers_that_train_as_the_report_does(cache, caplog):
+    caplog.set_level("INFO")
+    brief_train(fresh_model(), phase="phase2", unfreeze_last=7, cache=cache)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("phase2: ")]
+    assert line.startswith(f"phase2: training {trained_part(7)}, ")
+    assert "the last 7 layers of the base" in trained_part(7)
 
 
 def test_non_finite_loss_stops_with_the_lr_to_lower():

@@ -28,7 +28,7 @@ def open_stage_tracker(stage: str, params: Params, logged_params: tuple[str, ...
     check_server(uri)
     with store_errors_as_one_line(uri):
         with open_store(uri) as client:
-            experiment_id = experiment_id_for(client, params.mlflow.experiment)
+            experiment_id = experiment_id_for(client, params.mlflow_experiment)
             close_orphaned_runs(client, experiment_id)
             tags = context_tags()
             comparison_id = comparison_run(client, experiment_id, params, tags)
@@ -44,7 +44,7 @@ def open_execution_tracker(params: Params, execution: str, name: str) -> MlflowT
     uri = tracking_uri()
     check_server(uri)
     with store_errors_as_one_line(uri), open_store(uri) as client:
-        experiment_id = experiment_id_for(client, params.mlflow.experiment)
+        experiment_id = experiment_id_for(client, params.mlflow_experiment)
         close_orphaned_runs(client, experiment_id)  # the runs a dead server lost track of
         tags = context_tags(execution)
         run_id = comparison_run(client, experiment_id, params, tags, name=name)

@@ -16,11 +16,17 @@ from typing import Any
 from mlflow.entities import LifecycleStage, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_GIT_COMMIT,
+    MLFLOW_PARENT_RUN_ID,
+    MLFLOW_RUN_NAME,
+    MLFLOW_RUN_NOTE,
+)
 
 from src.finetune import environment
 from src.finetune.errors import PipelineError
-from src.finetune.params import Params
+from src.finetune.evaluation.metrics import Metrics
+from src.finetune.params import Params, trained_part
 from src.finetune.tracking.mlflow.store import (
     TRACKING_ERRORS,
     Store,
@@ -134,10 +140,42 @@ def comparison_run(
             TAG_ROLE: "comparison",
             TAG_PROCESS: tags[TAG_EXECUTION],
             MLFLOW_RUN_NAME: name,
+            MLFLOW_RUN_NOTE: recipe(params),
         },
     )
     client.log_batch(run.info.run_id, params=params_batch(params.flat()))
     return run.info.run_id
+
+
+def recipe(params: Params) -> str:
+    """What the execution trains, in a sentence: the top of its run page in the MLflow UI (the
+    run's description), above the small tables of params and metrics."""
+    weights = {"imagenet": "ImageNet weights", "none": "random weights"}.get(
+        params.model.weights, f"weights from {params.model.weights}"
+    )
+    one, two = params.phase1, params.phase2
+    return (
+        f"{params.backbone.title} ({weights}) fine-tuned on {params.data.name}: phase 1 trains "
+        f"the new head for {one.epochs} epochs at lr {one.lr:g}, phase 2 "
+        f"{trained_part(two.unfreeze_last)} for {two.epochs} more at lr {two.lr:g}."
+    )
+
+
+def headline(metrics: Metrics) -> str:
+    """The test accuracies, in bold above the recipe on the run's page."""
+    return (
+        f"**Test accuracy {100 * metrics.finetuned_accuracy:.2f}% fine-tuned, "
+        f"{100 * metrics.baseline_accuracy:.2f}% with the base frozen "
+        f"({100 * metrics.accuracy_delta:+.2f} points).**"
+    )
+
+
+def describe_with_headline(client: MlflowClient, run_id: str, metrics: Metrics) -> None:
+    """Put the headline above the run's description (replacing an earlier headline)."""
+    note = client.get_run(run_id).data.tags.get(MLFLOW_RUN_NOTE, "")
+    if note.startswith("**Test accuracy"):
+        note = note.split("\n\n", 1)[1] if "\n\n" in note else ""
+    client.set_tag(run_id, MLFLOW_RUN_NOTE, f"{headline(metrics)}\n\n{note}".strip())
 
 
 def stage_run(

@@ -17,7 +17,7 @@ from src.finetune.errors import first_line
 from src.finetune.evaluation.metrics import Metrics
 from src.finetune.tracking.base import Status, Tracker
 from src.finetune.tracking.mlflow import lineage, models, series
-from src.finetune.tracking.mlflow.runs import param_value
+from src.finetune.tracking.mlflow.runs import describe_with_headline, param_value
 from src.finetune.tracking.mlflow.store import TRACKING_ERRORS, unreachable, with_lock_retries
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,8 @@ class MlflowTracker(Tracker):
     ) -> None:
         shaped = series.comparison_series(history, kept, metrics)
         with_lock_retries(series.fill_missing_steps, self.client, self.comparison_run_id, shaped)
+        if metrics is not None:
+            with_lock_retries(describe_with_headline, self.client, self.comparison_run_id, metrics)
 
     def log_artifacts(self, paths: Sequence[Path], comparison: bool = False) -> None:
         for path in paths:

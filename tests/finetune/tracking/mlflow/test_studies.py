@@ -38,8 +38,8 @@ def run_trial(params, monkeypatch, study_run: str, number: int, pruned: bool) ->
 
 
 def test_trials_nest_under_the_study_run_tagged_with_their_state(workdir, params, monkeypatch):
-    tracker = open_study_tracker(params.mlflow.experiment, "lr")
-    assert open_study_tracker(params.mlflow.experiment, "lr").run_id == tracker.run_id
+    tracker = open_study_tracker(params.mlflow_experiment, "lr")
+    assert open_study_tracker(params.mlflow_experiment, "lr").run_id == tracker.run_id
     run_trial(params, monkeypatch, tracker.run_id, 0, pruned=False)
     tracker.trial_finished(0, "complete")
     run_trial(params, monkeypatch, tracker.run_id, 1, pruned=True)
@@ -60,7 +60,7 @@ def test_trials_nest_under_the_study_run_tagged_with_their_state(workdir, params
     assert study.data.tags["best.phase2.lr"] == "0.001"
     assert "phase2.lr=0.001" in study.data.tags["mlflow.note.content"]
     assert [a.path for a in client.list_artifacts(tracker.run_id)] == ["lr.json"]
-    experiment = client.get_experiment_by_name(params.mlflow.experiment)
+    experiment = client.get_experiment_by_name(params.mlflow_experiment)
     for number, state, status in ((0, "complete", "FINISHED"), (1, "pruned", "KILLED")):
         trial_runs = client.search_runs(
             [experiment.experiment_id], filter_string=f"tags.`{TAG_TRIAL}` = '{number}'"
@@ -90,10 +90,10 @@ def test_workers_that_each_made_a_study_run_keep_the_oldest(workdir, params):
     from src.finetune.tracking.mlflow.runs import TAG_ROLE, experiment_id_for
 
     client = MlflowClient(tracking_uri())
-    experiment_id = experiment_id_for(client, params.mlflow.experiment)
+    experiment_id = experiment_id_for(client, params.mlflow_experiment)
     tags = {TAG_ROLE: "study", TAG_STUDY: "lr"}
     first = client.create_run(experiment_id, tags=tags).info.run_id
     client.create_run(experiment_id, tags=tags)  # a second machine, at the same moment
-    assert open_study_tracker(params.mlflow.experiment, "lr").run_id == first
+    assert open_study_tracker(params.mlflow_experiment, "lr").run_id == first
     alive = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_STUDY}` = 'lr'")
     assert [run.info.run_id for run in alive] == [first]

@@ -6,10 +6,12 @@ import socket
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from src.finetune import environment
 from src.finetune.errors import PipelineError
-from src.finetune.params import Phase
+from src.finetune.evaluation.metrics import Metrics
+from src.finetune.params import Phase, trained_part
 from src.finetune.tracking import RecordingTracker, SafeTracker, track_stage
 from src.finetune.tracking.mlflow.lineage import INPUT_TAG
 from src.finetune.tracking.mlflow.runs import (
@@ -18,11 +20,14 @@ from src.finetune.tracking.mlflow.runs import (
     TAG_ROLE,
     close_orphaned_runs,
     experiment_id_for,
+    headline,
+    recipe,
 )
 from src.finetune.tracking.mlflow.series import fill_missing_steps
 from src.finetune.tracking.mlflow.store import check_server, tracking_uri
 from src.finetune.tracking.mlflow.tracker import MlflowTracker
 from tests.support.params import project_params
+from tests.support.results import METRICS
 from tests.support.training import frame
 
 
@@ -32,7 +37,7 @@ def params():
 
 
 def runs(client, params):
-    experiment = client.get_experiment_by_name(params.mlflow.experiment)
+    experiment = client.get_experiment_by_name(params.mlflow_experiment)
     return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
 
 
@@ -109,6 +114,23 @@ def test_a_tracking_call_that_fails_in_any_way_is_a_warning(workdir, params, cap
     assert run.data.metrics["after"] == 1.0 and run.info.status == "FINISHED"
 
 
+def test_the_comparison_run_says_what_it_trains_then_how_it_did(workdir, params):
+    with track_stage("prepare", params, ("seed",)):
+        pass
+    client = MlflowClient(tracking_uri())
+    (comparison, _) = runs(client, params)
+    note = comparison.data.tags[MLFLOW_RUN_NOTE]
+    assert note == recipe(params) and "EfficientNetV2B0 (ImageNet weights)" in note
+    assert f"phase 2 {trained_part(40)} for 10 more at lr 1e-05" in note
+    with track_stage("report", params, ("seed",)) as report:
+        for accuracy in (0.9, 0.85):  # a second report replaces the headline
+            metrics = Metrics(**METRICS | {"finetuned_accuracy": accuracy})
+            report.log_execution(frame(1, 2).assign(phase=1), {Phase.EXTRACT: 2}, metrics)
+    note = client.get_run(comparison.info.run_id).data.tags[MLFLOW_RUN_NOTE]
+    assert note == f"{headline(metrics)}\n\n{recipe(params)}"
+    assert note.startswith("**Test accuracy 85.00% fine-tuned, 80.00% with the base frozen")
+
+
 def test_a_disabled_tracker_takes_every_call_and_logs_nothing(workdir, params, tmp_path):
     """A multi-worker cluster's other workers run the same stage code as its chief."""
     (tmp_path / "note.txt").write_text("x")
@@ -172,7 +194,7 @@ def test_fill_missing_steps_never_duplicates_a_step(workdir, params):
 
 def test_runs_left_running_by_a_vanished_process_are_marked_killed(workdir, params):
     client = MlflowClient(tracking_uri())
-    experiment_id = experiment_id_for(client, params.mlflow.experiment)
+    experiment_id = experiment_id_for(client, params.mlflow_experiment)
     gone = client.create_run(experiment_id, tags={TAG_PROCESS: f"{socket.gethostname()}-1-1"})
     alive = client.create_run(experiment_id, tags={TAG_PROCESS: environment.execution_id()})
     elsewhere = client.create_run(experiment_id, tags={TAG_PROCESS: "other-host-1-1"})
