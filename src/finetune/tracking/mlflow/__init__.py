@@ -49,3 +49,13 @@ def open_execution_tracker(params: Params, execution: str, name: str) -> MlflowT
         tags = context_tags(execution)
         run_id = comparison_run(client, experiment_id, params, tags, name=name)
     return MlflowTracker(client, run_id, run_id)
+
+
+def open_experiment(params: Params) -> str:
+    """The params' MLflow experiment, created here if new: a tool that runs the pipeline in
+    a workspace of its own (the demo) calls it from the repository, so the experiment's
+    artifacts go to the repository's mlartifacts/, not the workspace's."""
+    uri = tracking_uri()
+    check_server(uri)
+    with store_errors_as_one_line(uri), open_store(uri) as client:
+        return experiment_id_for(client, params.mlflow_experiment)

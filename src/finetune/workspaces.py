@@ -1,22 +1,25 @@
-"""Where a tuning worker runs its trials: a DVC workspace of its own, so that no two trials
-write the same files, sharing the repository's DVC cache.
+"""Where the tools that run the pipeline on params of their own (a tuning worker's trials,
+the demo) run it: a DVC workspace of their own, so that they never write the user's
+params.yaml, git index or outputs, nor each other's files, and share the repository's DVC
+cache.
 
-A workspace is a git clone of the repository at its current commit, in
-``.dvc/tmp/tune/<study>/worker-<k>`` (ignored by git and DVC, like DVC's own temporary
-experiments), with:
-- the repository's DVC cache as its cache, so a stage whose params and inputs a trial does
-  not change comes from DVC's run cache (a phase-2 search trains phase 1 once);
-- the user's params.yaml as the base of every trial, uncommitted edits included;
+A workspace is a git clone of the repository at its current commit, in a folder under
+``.dvc/tmp/`` (ignored by git and DVC, like DVC's own temporary experiments):
+``.dvc/tmp/tune/<study>/worker-<k>`` for a tuning worker, ``.dvc/tmp/demo/worker-<k>`` for
+the demo. It has:
+- the repository's DVC cache as its cache, so a stage whose params and inputs a run does not
+  change comes from DVC's run cache (a phase-2 search trains phase 1 once);
+- a base params tree (a study: the user's params.yaml, uncommitted edits included);
 - the inputs git does not carry (an image folder, a raw archive, a weights file) linked in.
 
-A trial writes its params, runs ``dvc repro``, saves the result as the experiment
-``<study>-<number>`` and pushes it to the repository, where ``dvc exp show`` lists it and
-``dvc exp apply`` brings it back. Each workspace is held by one worker at a time (a file lock
-that dies with its process).
+A run writes its params, runs ``dvc repro``, saves the result as a named experiment and
+pushes it to the repository, where ``dvc exp show`` lists it and ``dvc exp apply`` brings it
+back. Each workspace is held by one process at a time (a file lock that dies with it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -54,9 +57,12 @@ def study_folder(root: Path, study: str) -> Path:
     return root / ".dvc" / "tmp" / "tune" / study
 
 
-def claim_workspace(root: Path, study: str, base_params: dict[str, Any], dvc: str) -> Workspace:
-    """The first workspace of the study no other worker holds, made ready for trials."""
-    folder = study_folder(root, study)
+def demo_folder(root: Path) -> Path:
+    return root / ".dvc" / "tmp" / "demo"
+
+
+def claim_workspace(folder: Path, root: Path, base_params: dict[str, Any], dvc: str) -> Workspace:
+    """The first workspace in ``folder`` no other process holds, made ready for runs."""
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(1024):
         lock = FileLock(folder / f"worker-{index}.lock")
@@ -67,7 +73,7 @@ def claim_workspace(root: Path, study: str, base_params: dict[str, Any], dvc: st
         path = folder / f"worker-{index}"
         _sync(root, path, dvc)
         return Workspace(root, path, index, base_params, lock)
-    raise PipelineError(f"{folder}: 1,024 workers already hold a workspace of this study")
+    raise PipelineError(f"{folder}: 1,024 processes already hold a workspace there")
 
 
 def _sync(root: Path, path: Path, dvc: str) -> None:
@@ -113,38 +119,50 @@ def _link_or_copy(source: str | Path, target: str | Path) -> None:
         shutil.copy2(source, target)
 
 
-def run_trial(
+def run_experiment(
     workspace: Workspace,
     overrides: dict[str, Any],
     experiment: str,
     dvc: str,
     env: dict[str, str],
-    log_path: Path,
+    log_path: Path | None = None,
 ) -> None:
     """Run the pipeline with ``overrides`` on the base params and save it as ``experiment``
-    in the repository; its output goes to ``log_path``. Raises ``PipelineError`` when a stage
-    fails (or is pruned)."""
+    in the repository; its output goes to ``log_path``, or with none to ours (the stages'
+    lines only: DVC's own, about `git add` and `dvc push`, speak of the workspace, not of
+    the user's repository). Raises ``PipelineError`` when a stage fails (or is pruned)."""
     write_params(workspace.path / "params.yaml", apply_overrides(workspace.base_params, overrides))
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as output:
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") if log_path else contextlib.nullcontext() as output:
         finished = subprocess.run(
-            [dvc, "repro"],
+            [dvc, "repro", *([] if log_path else ["--quiet"])],
             cwd=workspace.path,
             env=env,
             stdout=output,
-            stderr=subprocess.STDOUT,
+            stderr=output and subprocess.STDOUT,
             preexec_fn=die_with_parent,
             check=False,
         )
         if finished.returncode:
-            raise PipelineError(f"`dvc repro` failed (exit {finished.returncode}); see {log_path}")
-        save_experiment(dvc, experiment, workspace.path, env, output)
+            where = f"see {log_path}" if log_path else "the stage's lines above say why"
+            raise PipelineError(f"`dvc repro` failed (exit {finished.returncode}); {where}")
+        quiet = output or subprocess.DEVNULL
+        save_experiment(dvc, experiment, workspace.path, env, quiet)
         run_command(
             [dvc, "exp", "push", "--no-cache", "--force", "origin", experiment],
             workspace.path,
             env,
-            output,
+            quiet,
         )
+
+
+def tracking_env(root: Path) -> dict[str, str]:
+    """Runs in a workspace log to the repository's MLflow store (or the team's server), not
+    to one in the workspace."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return {}
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
 
 
 def die_with_parent() -> None:
