@@ -10,7 +10,8 @@ import os
 import shutil
 import socket
 import ssl
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,17 @@ from pydantic import BaseModel, ValidationError
 from src.finetune.errors import PipelineError, first_line
 
 Model = TypeVar("Model", bound=BaseModel)
+
+# What one member of a zip the pipeline reads may inflate to. JSON (a model's config and
+# metadata, class names) stays far below SMALL_MEMBER; the weights of the largest backbone
+# with its optimizer state (ConvNeXt-Tiny, about 330 MB) below LARGE_MEMBER.
+SMALL_MEMBER = 16_000_000
+LARGE_MEMBER = 2_000_000_000
+# Keras and NumPy store their members uncompressed and DEFLATE reaches about 1032:1, so a
+# member beyond RATIO_FLOOR that inflates to more than MAX_RATIO times what it stores, or an
+# archive that inflates to more than MAX_RATIO times its size, is a bomb, not a model.
+MAX_RATIO = 100
+RATIO_FLOOR = 1_000_000
 
 
 @contextlib.contextmanager
@@ -102,6 +114,82 @@ def read_json(path: str | Path, schema: type[Model], fix: str) -> Model:
         problem = detail["msg"].removeprefix("Value error, ")
         problem = problem[:1].lower() + problem[1:]
         raise PipelineError(f"{path}: {where or 'its content'}: {problem}; {fix}") from None
+
+
+@contextlib.contextmanager
+def bounded_zip(
+    path: str | Path, fix: str, limits: Mapping[str, int] | None = None, default: int = SMALL_MEMBER
+) -> Iterator[zipfile.ZipFile]:
+    """A zip archive (a ``.keras`` checkpoint, an ``.npz``) whose members were checked, before
+    any is read, against what they may inflate to: ``limits`` by name, ``default`` for the
+    others, their sum and the file's real size. Reading a member with what a hostile file
+    declares (1 GiB of config from 1 MB on disk) would exhaust memory before any error is
+    said; refused here, it is one line naming the file and ``fix``. Read members with
+    ``read_member``, or hand the path to a reader that uses Python's ``zipfile`` (it never
+    inflates a member beyond its declared size)."""
+    path = Path(path)
+    limits = dict(limits or {})
+    try:
+        size = path.stat().st_size
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile, ValueError) as error:  # ValueError: a bad directory
+        raise PipelineError(
+            f"{path} is not a readable zip archive ({first_line(error, 100)}); {fix}"
+        ) from None
+    with archive:
+        total = 0
+        for info in archive.infolist():
+            limit = limits.get(info.filename, default)
+            if info.file_size > limit:
+                raise PipelineError(
+                    f"{path}: {info.filename[:100]} inflates to {_megabytes(info.file_size)}, "
+                    f"more than the {_megabytes(limit)} it may hold; it was not read: {fix}"
+                )
+            if info.file_size > max(RATIO_FLOOR, MAX_RATIO * info.compress_size):
+                raise PipelineError(
+                    f"{path}: {info.filename[:100]} inflates to {_megabytes(info.file_size)} "
+                    f"from {_megabytes(info.compress_size)}, a compression no model file has; "
+                    f"it was not read: {fix}"
+                )
+            total += info.file_size
+        if total > max(limits.values(), default=default) + SMALL_MEMBER or total > max(
+            RATIO_FLOOR, MAX_RATIO * size
+        ):
+            raise PipelineError(
+                f"{path}: its members inflate to {_megabytes(total)} in all, from a file of "
+                f"{_megabytes(size)}; it was not read: {fix}"
+            )
+        yield archive
+
+
+def read_member(archive: zipfile.ZipFile, name: str, limit: int, fix: str) -> bytes:
+    """A member of a ``bounded_zip`` archive, never more than ``limit`` bytes read, whatever
+    its header says."""
+    with archive.open(name) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise PipelineError(
+            f"{archive.filename}: {name} holds more than {_megabytes(limit)}; it was not read: "
+            f"{fix}"
+        )
+    return data
+
+
+def check_file_size(path: str | Path, limit: int, fix: str) -> None:
+    """Refuse a file larger than ``limit`` before it is read (a JSON state, a weights file)."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > limit:
+        raise PipelineError(
+            f"{path} is {_megabytes(size)}, more than the {_megabytes(limit)} it may hold; "
+            f"it was not read: {fix}"
+        )
+
+
+def _megabytes(size: int) -> str:
+    if size < 1_000_000:
+        return f"{size / 1e3:,.1f} KB"
+    return f"{size / 1e6:,.1f} MB" if size < 10_000_000 else f"{size / 1e6:,.0f} MB"
 
 
 def write_csv(path: str | Path, frame: pd.DataFrame) -> None:

@@ -1,9 +1,24 @@
+import re
+import zipfile
+
 import pandas as pd
 import pytest
 from pydantic import BaseModel
 
 from src.finetune.errors import PipelineError
-from src.finetune.files import atomic_path, content_hash, read_json, write_csv, write_json
+from src.finetune.files import (
+    LARGE_MEMBER,
+    SMALL_MEMBER,
+    atomic_path,
+    bounded_zip,
+    check_file_size,
+    content_hash,
+    read_json,
+    read_member,
+    write_csv,
+    write_json,
+)
+from tests.support.bombs import peak_memory, write_zip_bomb
 
 
 def test_atomic_path_replaces_only_on_success(tmp_path):
@@ -63,3 +78,45 @@ def test_read_json_gives_one_line_for_each_kind_of_damage(tmp_path, content, mes
         path.write_bytes(content)
     with pytest.raises(PipelineError, match=message):
         read_json(path, Counted, "rerun")
+
+
+def test_a_zip_whose_members_fit_is_read(tmp_path):
+    path = tmp_path / "small.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", b'{"a": 1}' * 1000)
+    with bounded_zip(path, "fix it") as archive:
+        assert read_member(archive, "config.json", SMALL_MEMBER, "fix it") == b'{"a": 1}' * 1000
+        with pytest.raises(PipelineError, match=r"config\.json holds more than 0\.1 KB; .*fix it$"):
+            read_member(archive, "config.json", 100, "fix it")
+
+
+@pytest.mark.parametrize(
+    ("size", "limits", "problem"),
+    [
+        (300_000_000, None, "inflates to 300 MB, more than the 16 MB it may hold"),
+        (300_000_000, {"config.json": LARGE_MEMBER}, r"inflates to 300 MB from [\d.]+ KB, a "),
+        (SMALL_MEMBER - 1000, None, r"inflates to 16 MB from [\d.]+ KB, a compression no "),
+    ],
+    ids=["over-the-cap", "absurd-ratio-under-a-large-cap", "absurd-ratio-under-the-cap"],
+)
+def test_a_zip_bomb_is_refused_before_any_member_is_read(tmp_path, size, limits, problem):
+    path = write_zip_bomb(tmp_path / "bomb.zip", "config.json", size)
+    assert path.stat().st_size < 1_000_000
+    with (
+        peak_memory() as peak,
+        pytest.raises(PipelineError) as refused,
+        bounded_zip(path, "rebuild it", limits),
+    ):
+        pass
+    assert re.fullmatch(
+        rf"{path}: config\.json {problem}.*; it was not read: rebuild it", str(refused.value)
+    )
+    assert peak.bytes < 10_000_000
+
+
+def test_a_file_too_large_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "epoch-1.weights.h5"
+    path.write_bytes(b"x" * 2000)
+    check_file_size(path, 2000, "fix it")
+    with pytest.raises(PipelineError, match=r"is 2\.0 KB, more than the 2\.0 KB it may hold"):
+        check_file_size(path, 1999, "fix it")

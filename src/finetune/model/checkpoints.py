@@ -4,6 +4,7 @@ checked against the params and data they must have been made for."""
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from pathlib import Path
 
 import keras
@@ -11,6 +12,7 @@ import numpy as np
 
 from src.finetune.environment import rerun
 from src.finetune.errors import PipelineError
+from src.finetune.files import LARGE_MEMBER, bounded_zip
 from src.finetune.model import labels
 from src.finetune.model.network import backbone_of
 
@@ -57,7 +59,7 @@ def check_checkpoint(
             f"{path} holds {holds}, not the {backbone} model for the {classes} classes of "
             f"{tuple(image_shape)} images prepared here; run {rerun(force=True)} to rebuild it"
         )
-    names = labels.read_from_archive(path)
+    names = labels.read_from_archive(path, f"run {rerun(force=True)} to rebuild it")
     if names is None:
         raise PipelineError(
             f"{path} holds no class names (written before they travelled with the model); "
@@ -75,10 +77,18 @@ def _listed(names: tuple[str, ...]) -> str:
 
 
 def load_checkpoint(path: Path, made_by: str) -> keras.Model:
-    """Load a ``.keras`` checkpoint in Keras safe mode (no arbitrary code from the file)."""
+    """Load a ``.keras`` checkpoint in Keras safe mode (no arbitrary code from the file).
+
+    Its members' sizes are checked first: Keras reads a config of any size whole (and its
+    own guard starts at 4 GB), so a 1 MB file could take gigabytes before its error.
+    """
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path} not found; run {rerun(made_by)} first")
+    if zipfile.is_zipfile(path):  # anything else is Keras's to name, as before
+        limits = {labels.WEIGHTS_ENTRY: LARGE_MEMBER}
+        with bounded_zip(path, f"run {rerun(made_by, force=True)} to rebuild it", limits):
+            pass
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged zip or config

@@ -14,8 +14,10 @@ import zipfile
 from pathlib import Path
 
 from src.finetune.errors import PipelineError
+from src.finetune.files import LARGE_MEMBER, SMALL_MEMBER, bounded_zip, read_member
 
 ENTRY = "labels.json"
+WEIGHTS_ENTRY = "model.weights.h5"  # Keras's: the one member that may be large
 METADATA_KEY = "class_names"
 
 
@@ -42,12 +44,16 @@ def add_to_archive(path: Path, class_names: tuple[str, ...]) -> None:
         archive.writestr(ENTRY, encode(class_names))
 
 
-def read_from_archive(path: Path) -> tuple[str, ...] | None:
-    """The class names a ``.keras`` archive holds; None when it holds none."""
-    with zipfile.ZipFile(path) as archive:
+def read_from_archive(
+    path: Path, fix: str = "run `dvc repro --force` to rebuild it"
+) -> tuple[str, ...] | None:
+    """The class names a ``.keras`` archive holds; None when it holds none. The archive's
+    members are checked before any is read (see ``bounded_zip``); ``fix`` ends the line
+    that refuses it."""
+    with bounded_zip(path, fix, {WEIGHTS_ENTRY: LARGE_MEMBER}) as archive:
         if ENTRY not in archive.namelist():
             return None
-        return decode(archive.read(ENTRY), f"{path}: {ENTRY}")
+        return decode(read_member(archive, ENTRY, SMALL_MEMBER, fix), f"{path}: {ENTRY}")
 
 
 def sidecar(path: Path) -> Path:

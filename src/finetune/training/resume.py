@@ -31,7 +31,15 @@ import keras
 import numpy as np
 
 from src.finetune.errors import PipelineError
-from src.finetune.files import atomic_path, content_hash, write_json
+from src.finetune.files import (
+    LARGE_MEMBER,
+    SMALL_MEMBER,
+    atomic_path,
+    bounded_zip,
+    check_file_size,
+    content_hash,
+    write_json,
+)
 
 STATE_FILE = "state.json"
 log = logging.getLogger(__name__)
@@ -96,6 +104,8 @@ class EpochBackup(keras.callbacks.Callback):
             self.discard()  # files without a committed state are an unfinished first backup
             return Resumed()
         try:
+            if state_path.stat().st_size > SMALL_MEMBER:  # a few KB when written here
+                raise ValueError(f"{STATE_FILE} is larger than any state this callback writes")
             saved = json.loads(state_path.read_text())
             epoch, rows, weights = int(saved["epoch"]), list(saved["rows"]), saved["weights"]
             readable = (self.directory / weights).is_file()
@@ -119,13 +129,18 @@ class EpochBackup(keras.callbacks.Callback):
     def restore(self, model: keras.Model) -> None:
         """Load the backed-up weights and optimizer state into ``model`` (compiled)."""
         saved = self._saved
+        fix = f"it was discarded: run the stage again to train {self.stage} from its start"
         try:
             model.optimizer.build(model.trainable_variables)
+            check_file_size(self.directory / saved["weights"], LARGE_MEMBER, fix)
             model.load_weights(self.directory / saved["weights"])
             if self.stateful is not None and saved.get("stateful") is not None:
                 best = saved.get("best_weights")
-                arrays = _load_arrays(self.directory / best) if best else None
+                arrays = _load_arrays(self.directory / best, fix) if best else None
                 self.stateful.load_state(saved["stateful"], arrays)
+        except PipelineError:  # a file too large to read: it names itself
+            self.discard()
+            raise
         except Exception as error:  # h5py, Keras and NumPy raise many types for a bad file
             self.discard()
             raise PipelineError(
@@ -192,6 +207,10 @@ class _NoBackup(EpochBackup):
         pass
 
 
-def _load_arrays(path: Path) -> list[np.ndarray]:
+def _load_arrays(path: Path, fix: str) -> list[np.ndarray]:
+    """The best weights of an ``.npz`` (a zip of ``.npy`` members), its members' sizes
+    checked before NumPy reads any."""
+    with bounded_zip(path, fix, default=LARGE_MEMBER):
+        pass
     with np.load(path, allow_pickle=False) as arrays:
         return [arrays[f"arr_{i}"] for i in range(len(arrays.files))]

@@ -13,6 +13,7 @@ from src.finetune.model import labels
 from src.finetune.model.backbones import BACKBONES
 from src.finetune.model.checkpoints import check_checkpoint, load_checkpoint, write_checkpoint
 from src.finetune.model.network import build_model
+from tests.support.bombs import peak_memory, write_zip_bomb
 
 NAMES = ("cat", "dog", "fox")
 
@@ -70,3 +71,14 @@ def test_sidecars_sit_beside_a_file_and_inside_a_folder(tmp_path):
 def test_unreadable_names_are_one_line(text):
     with pytest.raises(PipelineError, match=r"^where"):
         labels.decode(text, "where")
+
+
+def test_names_that_inflate_far_are_refused_before_they_are_read(tmp_path):
+    bomb = write_zip_bomb(tmp_path / "model.keras", labels.ENTRY, 300_000_000)
+    with peak_memory() as peak, pytest.raises(PipelineError) as refused:
+        labels.read_from_archive(bomb)
+    assert peak.bytes < 200_000_000, f"{peak.bytes / 1e6:.0f} MB taken to refuse it"
+    assert str(refused.value) == (
+        f"{bomb}: labels.json inflates to 300 MB, more than the 16 MB it may hold; it was not "
+        "read: run `dvc repro --force` to rebuild it"
+    )

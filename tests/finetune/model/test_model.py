@@ -15,6 +15,7 @@ from src.finetune.model.network import (
     set_trainable,
     training_groups,
 )
+from tests.support.bombs import peak_memory, write_zip_bomb
 from tests.support.training import brief_train, fresh_model, tiny_split, unfreeze
 
 
@@ -175,3 +176,20 @@ def test_set_trainable_trains_the_groups_and_the_head_never_batchnorm(model):
     assert model.get_layer("probs").trainable
     unfreeze(model, 0)
     assert not any(layer.trainable for layer in base_of(model).layers)
+
+
+def test_a_checkpoint_whose_config_inflates_far_is_refused_before_it_is_read(tmp_path):
+    """300 MB of config in a 300 KB file: Keras would read it whole before its error."""
+    bomb = write_zip_bomb(
+        tmp_path / "phase1.keras",
+        "config.json",
+        300_000_000,
+        others={"metadata.json": b"{}", "model.weights.h5": b"\x89HDF"},
+    )
+    with peak_memory() as peak, pytest.raises(PipelineError) as refused:
+        load_checkpoint(bomb, made_by="phase1_extract")
+    assert peak.bytes < 200_000_000, f"{peak.bytes / 1e6:.0f} MB taken to refuse it"
+    assert str(refused.value) == (
+        f"{bomb}: config.json inflates to 300 MB, more than the 16 MB it may hold; it was not "
+        "read: run `dvc repro --force phase1_extract` to rebuild it"
+    )

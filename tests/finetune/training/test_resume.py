@@ -1,8 +1,10 @@
 """The per-epoch backup: what a killed attempt leaves behind, and how training resumes from it."""
 
 import json
+import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -12,6 +14,7 @@ from src.finetune.data.splits import Split
 from src.finetune.errors import PipelineError
 from src.finetune.training import resume as resume_module
 from src.finetune.training.resume import STATE_FILE, EpochBackup, fingerprint
+from tests.support.bombs import npy_head, peak_memory, write_zip_bomb
 from tests.support.training import augment, brief_train, fresh_model, tiny_split
 
 PHASE2 = {"phase": "phase2", "initial_epoch": 5, "unfreeze_last": 40}
@@ -114,6 +117,66 @@ def test_an_unreadable_backup_is_discarded_like_a_stale_one(directory, damage):
 def test_weights_that_cannot_be_loaded_stop_with_one_line_and_leave_no_backup(directory):
     (directory / "epoch-7.weights.h5").write_bytes(b"not hdf5")
     with pytest.raises(PipelineError, match=r"cannot be restored .* it was discarded"):
+        fit(fresh_model(), EpochBackup(directory, "same", "phase2_finetune"), 3, **PHASE2)
+    assert not directory.exists()
+
+
+def test_a_huge_state_file_is_discarded_unread(directory, caplog):
+    """300 MB of state (sparse on disk) is refused from its size, not read."""
+    with (directory / STATE_FILE).open("r+b") as state:
+        state.truncate(300_000_000)
+    caplog.set_level("INFO")
+    with peak_memory() as peak:
+        assert EpochBackup(directory, "same", "phase2_finetune").completed().epoch == 0
+    assert peak.bytes < 200_000_000, f"{peak.bytes / 1e6:.0f} MB taken to refuse it"
+    assert "it cannot be read" in caplog.text and not directory.exists()
+
+
+class _Stopping:
+    """Early stopping's part of a backup, and the best weights it was handed back."""
+
+    best_weights = None
+
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, state, best_weights) -> None:
+        self.best_weights = best_weights
+
+
+def test_best_weights_that_inflate_far_are_refused_before_they_are_read(directory):
+    """A best-weights .npz of 300 MB of zeros in 300 KB: NumPy would inflate it whole."""
+    state = json.loads((directory / STATE_FILE).read_text())
+    state |= {"stateful": {}, "best_weights": "best-7.npz"}
+    (directory / STATE_FILE).write_text(json.dumps(state))
+    count = 75_000_000
+    bomb = write_zip_bomb(
+        directory / "best-7.npz", "arr_0.npy", 128 + 4 * count, fill=b"\0", head=npy_head((count,))
+    )
+    backup = EpochBackup(directory, "same", "phase2_finetune")
+    backup.follow(_Stopping())
+    assert backup.completed().epoch == 7
+    model = SimpleNamespace(  # the weights file is real: only the arrays are in question
+        optimizer=SimpleNamespace(build=lambda variables: None),
+        trainable_variables=[],
+        load_weights=lambda path: None,
+    )
+    with peak_memory() as peak, pytest.raises(PipelineError) as refused:
+        backup.restore(model)
+    assert peak.bytes < 200_000_000, f"{peak.bytes / 1e6:.0f} MB taken to refuse it"
+    assert re.fullmatch(
+        rf"{bomb}: arr_0\.npy inflates to 300 MB from [\d.]+ KB, a compression no model file "
+        "has; it was not read: it was discarded: run the stage again to train phase2_finetune "
+        "from its start",
+        str(refused.value),
+    )
+    assert not directory.exists()
+
+
+def test_a_weights_file_larger_than_any_model_is_refused_unread(directory, monkeypatch):
+    monkeypatch.setattr(resume_module, "LARGE_MEMBER", 1000)
+    with pytest.raises(PipelineError, match=r"epoch-7\.weights\.h5 is [\d.]+ MB, more than "
+                       r"the 1\.0 KB it may hold; it was not read: it was discarded"):  # fmt: skip
         fit(fresh_model(), EpochBackup(directory, "same", "phase2_finetune"), 3, **PHASE2)
     assert not directory.exists()
 
