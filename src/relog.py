@@ -8,21 +8,29 @@ without it. This reads what the pipeline wrote, at the paths the report stage de
 histories and summaries, the metrics, the figure, the report), and logs it as one comparison
 run: the params, every epoch's metrics, the headline numbers and the files. Running it again
 for the same outputs fills in what is missing and adds nothing twice.
+
+The params are those that made the outputs, as dvc.lock records them for the stages that
+wrote them, not whatever params.yaml says now (an edit or a sweep since may have changed it);
+params.yaml gives only where to log (``tracker``, ``mlflow``). Outputs that dvc.lock does not
+record, or that changed since it was written, are refused: their params are unknown.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from src.finetune.entrypoint import run_stage
-from src.finetune.errors import PipelineError
+from src.finetune.environment import rerun
+from src.finetune.errors import PipelineError, first_line
 from src.finetune.evaluation.metrics import read_metrics
 from src.finetune.files import content_hash
-from src.finetune.params import Params, Phase, load_params
+from src.finetune.params import Params, Phase, apply_overrides, check_params, read_yaml
 from src.finetune.tracking import Status
 from src.finetune.training.history import (
     kept_epochs,
@@ -33,6 +41,8 @@ from src.finetune.training.history import (
 from src.stages.report import STAGE as REPORT
 
 NAME = "relog"
+LOCK = Path("dvc.lock")
+PARAMS = Path("params.yaml")
 
 
 def report_paths() -> dict[str, Path]:
@@ -40,8 +50,86 @@ def report_paths() -> dict[str, Path]:
     return {name: Path(file.path) for name, file in REPORT.files.items()}
 
 
-def relog(params: Params, paths: dict[str, Path]) -> str:
-    """Log the outputs that exist to one comparison run; returns its id."""
+def locked_params(
+    outputs: Iterable[Path], lock: Path = LOCK, params_file: Path = PARAMS
+) -> tuple[Params, tuple[str, ...]]:
+    """The params that made ``outputs``, as dvc.lock records them for the stages that wrote
+    them (checked with the stages' model), and their keys; or one line saying why they are
+    unknown: no dvc.lock, an output it does not record, or one changed since it was written."""
+    again = f"run {rerun()} first"
+    if not lock.is_file():
+        raise PipelineError(
+            f"{lock} not found, so the params that made the outputs are unknown; {again} "
+            "(from the repository root)"
+        )
+    stages = read_yaml(lock).get("stages")
+    if not isinstance(stages, dict):
+        raise PipelineError(f"{lock} records no stage; {again}")
+    writers = {
+        Path(out["path"]).as_posix(): name
+        for name, stage in stages.items()
+        if isinstance(stage, dict)
+        for out in stage.get("outs") or []
+        if isinstance(out, dict) and "path" in out
+    }
+    made_by: dict[str, str] = {}
+    for output in outputs:
+        if output.as_posix() not in writers:
+            raise PipelineError(f"{output}: no stage of {lock} wrote it; {again}")
+        made_by[writers[output.as_posix()]] = output.as_posix()
+    if changed := changed_output(sorted(made_by)):
+        stage, output = changed
+        raise PipelineError(f"{output} changed since {lock} recorded {stage}'s run; {again}")
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for stage in sorted(made_by):
+        recorded = (stages[stage].get("params") or {}).get(str(params_file)) or {}
+        for key, value in _dotted(recorded).items():
+            if key in values and values[key] != value:
+                raise PipelineError(
+                    f"{lock}: {key} is {values[key]!r} for {source[key]} but {value!r} for "
+                    f"{stage}, so no one set of params made the outputs; {again}"
+                )
+            values[key], source[key] = value, stage
+    current = read_yaml(params_file)
+    check_params(current, where=params_file)  # where to log comes from it
+    return check_params(apply_overrides(current, values), where=lock), tuple(sorted(values))
+
+
+def changed_output(stages: list[str]) -> tuple[str, str] | None:
+    """A stage of ``stages`` and an output of it whose content is no longer what dvc.lock
+    records (`dvc status`: "changed outs", modified), if any."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(".") as repo:
+            status = repo.status(targets=stages)
+    except DvcException as error:
+        raise PipelineError(f"dvc status: {first_line(error)}") from None
+    for stage, entries in status.items():
+        for entry in entries:
+            outs = entry.get("changed outs", {}) if isinstance(entry, dict) else {}
+            for path, state in outs.items():
+                if state == "modified":
+                    return stage.rpartition(":")[2], path
+    return None
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """dvc.lock's params (whole sections nested, single keys dotted) as dotted keys."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def relog(paths: dict[str, Path], lock: Path = LOCK, params_file: Path = PARAMS) -> str:
+    """Log the outputs that exist to one comparison run, with the params dvc.lock says made
+    them; returns its id."""
     from src.finetune.tracking.mlflow import open_execution_tracker  # MLflow loads in seconds
 
     present = {name: path for name, path in paths.items() if path.is_file()}
@@ -50,6 +138,7 @@ def relog(params: Params, paths: dict[str, Path]) -> str:
         raise PipelineError(
             f"nothing to log: {paths['phase1-history']} not found; run `dvc repro` or `dvc pull`"
         )
+    params, logged = locked_params(present.values(), lock, params_file)
     histories = [read_history(present[f"{p}-history"]).assign(phase=p.number) for p in phases]
     summaries = {
         p: read_summary(present[f"{p}-summary"]) for p in Phase if f"{p}-summary" in present
@@ -62,7 +151,7 @@ def relog(params: Params, paths: dict[str, Path]) -> str:
         "".join(content_hash(present[name]) for name in sorted(present)).encode()
     ).hexdigest()
     # Not wrapped in SafeTracker: logging is this tool's only job, so a failure is its exit.
-    tracker = open_execution_tracker(params, f"relog-{key}", name=f"relog-{key[:8]}")
+    tracker = open_execution_tracker(params, f"relog-{key}", f"relog-{key[:8]}", logged)
     tracker.log_execution(history, kept_epochs(summaries), metrics)
     tracker.log_artifacts(list(present.values()))
     tracker.close(Status.FINISHED)
@@ -74,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.parse_args(argv)
     from src.finetune.tracking.mlflow.store import tracking_uri
 
-    run_id = relog(load_params(), report_paths())
+    run_id = relog(report_paths())
     print(f"logged the pipeline's outputs to run {run_id} at {tracking_uri()}")
 
 

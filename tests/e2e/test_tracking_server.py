@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.support.commands import command_env, stage_args
+from tests.support.commands import command_env, run, stage_args
 from tests.support.params import ROOT, tiny_overrides, write_params
+from tests.support.projects import copy_files
 from tests.support.servers import MlflowServer, free_port
 
 pytestmark = pytest.mark.e2e
@@ -64,19 +65,20 @@ def test_unreachable_server_stops_the_stage_within_seconds(
 
 @pytest.fixture
 def stage_dir(tmp_path, pipeline):
-    """phase1_extract's inputs, 4 epochs to train, and the project's dvc.yaml for relog."""
+    """A DVC repository of the project with phase1_extract's inputs and 4 epochs to train."""
     shutil.copytree(pipeline / "data/prepared", tmp_path / "data/prepared")
-    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    copy_files(["src", "dvc.yaml"], ROOT, tmp_path)
     overrides = tiny_overrides("unused.tar.gz", "0" * 64) | {"phase1.epochs": 4}
     write_params(tmp_path / "params.yaml", overrides)
+    run(tmp_path, "dvc", "init", "-q", "--no-scm")
     return tmp_path
 
 
 def test_server_dying_mid_training_loses_nothing_and_relog_fills_the_gap(stage_dir):
     server = MlflowServer(stage_dir / "server").start()
     try:
-        stage = subprocess.Popen(
-            stage_command("phase1_extract"),
+        stage = subprocess.Popen(  # as `dvc repro` runs it, so that dvc.lock records it
+            [sys.executable, "-m", "dvc", "repro", "--single-item", "phase1_extract"],
             cwd=stage_dir,
             env=env_for(server.uri),
             stdout=subprocess.PIPE,
@@ -117,7 +119,8 @@ def test_server_dying_mid_training_loses_nothing_and_relog_fills_the_gap(stage_d
         steps = [m.step for m in client.get_metric_history(relogged.info.run_id, "val_accuracy")]
         artifacts = {a.path for a in client.list_artifacts(relogged.info.run_id)}
     assert sorted(steps) == [1, 2, 3, 4]
-    assert relogged.data.params["phase1.epochs"] == "4"
+    # The params dvc.lock recorded for phase1_extract: the stage that wrote what was logged.
+    assert relogged.data.params["phase1.epochs"] == "4" and "phase2.lr" not in relogged.data.params
     assert "phase1_history.csv" in artifacts
     assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
     assert relogged.data.metrics["val_accuracy"] == pytest.approx(history["val_accuracy"].iloc[-1])

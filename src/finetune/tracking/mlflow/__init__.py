@@ -38,16 +38,19 @@ def open_stage_tracker(stage: str, params: Params, logged_params: tuple[str, ...
     return MlflowTracker(client, run_id, comparison_id)
 
 
-def open_execution_tracker(params: Params, execution: str, name: str) -> MlflowTracker:
+def open_execution_tracker(
+    params: Params, execution: str, name: str, logged_params: tuple[str, ...] | None = None
+) -> MlflowTracker:
     """A comparison run of its own for ``execution``, found again by it: a tool logging a
-    whole execution at once (relog) logs to it as its stage run too."""
+    whole execution at once (relog) logs to it as its stage run too, with the params
+    ``logged_params`` names (all by default)."""
     uri = tracking_uri()
     check_server(uri)
     with store_errors_as_one_line(uri), open_store(uri) as client:
         experiment_id = experiment_id_for(client, params.mlflow_experiment)
         close_orphaned_runs(client, experiment_id)  # the runs a dead server lost track of
         tags = context_tags(execution)
-        run_id = comparison_run(client, experiment_id, params, tags, name=name)
+        run_id = comparison_run(client, experiment_id, params, tags, name, logged_params)
     return MlflowTracker(client, run_id, run_id)
 
 

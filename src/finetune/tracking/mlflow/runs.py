@@ -117,9 +117,15 @@ def context_tags(execution: str | None = None) -> dict[str, str]:
 
 
 def comparison_run(
-    client: MlflowClient, experiment_id: str, params: Params, tags: dict, name: str | None = None
+    client: MlflowClient,
+    experiment_id: str,
+    params: Params,
+    tags: dict,
+    name: str | None = None,
+    logged: tuple[str, ...] | None = None,
 ) -> str:
-    """This execution's comparison run: found by execution id, created by its first stage."""
+    """This execution's comparison run: found by execution id, created by its first stage
+    with every param, or only the sections and keys ``logged`` names."""
     runs = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{TAG_EXECUTION}` = '{tags[TAG_EXECUTION]}' and {COMPARISON_FILTER}",
@@ -143,7 +149,8 @@ def comparison_run(
             MLFLOW_RUN_NOTE: recipe(params),
         },
     )
-    client.log_batch(run.info.run_id, params=params_batch(params.flat()))
+    values = params.flat() if logged is None else params.select(logged)
+    client.log_batch(run.info.run_id, params=params_batch(values))
     return run.info.run_id
 
 
