@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,21 @@ def write_digits(folder: Path) -> int:
     return len(digits.target)
 
 
+def share_digits(source: Path, target: Path) -> None:
+    """The digits in the repository too (data/sample/, ignored by git), where the demo's
+    params look for them once `dvc exp apply demo-digits` made them yours; written once,
+    never over a folder already there, by one demo when several finish together."""
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        shutil.copytree(source, partial, dirs_exist_ok=True)
+        os.rename(partial, target)  # refused if another demo put its copy there first
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.parse_args(argv)
@@ -85,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
           flush=True)  # fmt: skip
     env = os.environ | {"DVC_EXP_NAME": EXPERIMENT} | tracking_env(root)
     run_experiment(workspace, {}, EXPERIMENT, dvc, env)
+    share_digits(workspace.path / FOLDER, root / FOLDER)
     print(
         f"""
 Done: experiment {EXPERIMENT} (scikit-learn digits, EfficientNet-Lite0, ImageNet weights).
@@ -93,7 +110,7 @@ Done: experiment {EXPERIMENT} (scikit-learn digits, EfficientNet-Lite0, ImageNet
   metrics  dvc exp show --only-changed --drop 'Created|src/|data/|models/|reports/|.*_ci_.*'
   MLflow   make ui     (the experiment {params.mlflow_experiment})
 Your params.yaml, git index and outputs are untouched; `dvc exp apply {EXPERIMENT}` brings the
-demo's params and outputs into your workspace.""",
+demo's params and outputs into your workspace (the digits are in {FOLDER}/).""",
         flush=True,
     )
 

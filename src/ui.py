@@ -68,6 +68,11 @@ def comparison_runs_link(base: str, experiment_id: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=port_number, default=5000, help="1-65535 (default 5000)")
+    parser.add_argument(
+        "--experiment",
+        help="the MLflow experiment to open (default: params.yaml's, or if it has no runs yet "
+        "the one with the latest execution: the demo's after `make demo`)",
+    )
     args = parser.parse_args(argv)
     uri = tracking_uri()
     if Store(uri).database is None:
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             "local store"
         )
     with store_errors_as_one_line(uri), open_store(uri) as client:
-        experiment_id = experiment_id_for(client, load_params().mlflow_experiment)
+        experiment_id = experiment_to_open(client, args.experiment)
         share_comparison_view(client, experiment_id)
     mlflow = shutil.which("mlflow")
     if mlflow is None:
@@ -86,6 +91,28 @@ def main(argv: list[str] | None = None) -> None:
     print(f"MLflow UI: {comparison_runs_link(base, experiment_id)}", flush=True)
     print("(one row per pipeline execution; Ctrl-C stops the UI)", flush=True)
     serve(mlflow, uri, args.port)
+
+
+def experiment_to_open(client, name: str | None) -> str:
+    """The experiment named, or params.yaml's if it holds comparison runs, or else the one
+    whose execution is the latest (`make demo` logs to digits-finetune while params.yaml
+    names CIFAR-10's), or params.yaml's, new."""
+    if name:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise PipelineError(f"--experiment: no MLflow experiment is named {name!r}")
+        return experiment.experiment_id
+    own = load_params().mlflow_experiment
+    experiment = client.get_experiment_by_name(own)
+    if experiment and client.search_runs(
+        [experiment.experiment_id], COMPARISON_FILTER, max_results=1
+    ):
+        return experiment.experiment_id
+    ids = [e.experiment_id for e in client.search_experiments()]
+    latest = client.search_runs(
+        ids, COMPARISON_FILTER, order_by=["attributes.start_time DESC"], max_results=1
+    )
+    return latest[0].info.experiment_id if latest else experiment_id_for(client, own)
 
 
 def port_number(text: str) -> int:

@@ -104,7 +104,8 @@ def test_the_demo_leaves_the_users_files_index_and_outputs_as_they_were(demo):
         "A", "notes.md", "M", "params.yaml"
     ]  # fmt: skip
     assert not (repo / "dvc.lock").exists() and not (repo / "reports/metrics.json").exists()
-    assert not (repo / "data/sample").exists()
+    digits = list((repo / "data/sample/digits").rglob("*.png"))  # for the README's sweeps
+    assert len(digits) == 1797 and not list((repo / "data/sample").glob(".digits-*"))
 
 
 def test_the_demo_is_an_experiment_of_the_repository_with_its_runs(demo):

@@ -42,6 +42,31 @@ def finished(project: Path, *args: str) -> tuple[int, str]:
     return ui.returncode, output
 
 
+def test_it_opens_the_latest_execution_when_params_experiment_has_none(workdir, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from src.finetune.errors import PipelineError
+    from src.finetune.tracking.mlflow.runs import TAG_ROLE
+    from src.ui import experiment_to_open
+
+    write_params(workdir / "params.yaml")  # cifar10: cifar10-finetune, with no runs
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    for name in ("digits-finetune", "photos-finetune"):
+        experiment_id = client.create_experiment(name)
+        client.set_terminated(
+            client.create_run(experiment_id, tags={TAG_ROLE: "comparison"}).info.run_id
+        )
+        time.sleep(0.01)
+    latest = client.get_experiment_by_name("photos-finetune").experiment_id
+    assert experiment_to_open(client, None) == latest
+    assert experiment_to_open(client, "digits-finetune") != latest
+    with pytest.raises(PipelineError, match="no MLflow experiment is named 'nope'"):
+        experiment_to_open(client, "nope")
+    own = client.create_experiment("cifar10-finetune")
+    client.create_run(own, tags={TAG_ROLE: "comparison"})
+    assert experiment_to_open(client, None) == own, "params.yaml's, once it has runs"
+
+
 def test_a_corrupt_store_is_one_line_and_no_link(project):
     (project / "mlflow.db").write_bytes(os.urandom(4096))
     code, output = finished(project, "--port", str(free_port()))
