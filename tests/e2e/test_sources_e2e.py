@@ -107,6 +107,9 @@ def test_the_logged_model_answers_a_real_request(repo, repro, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+    log = server.stderr.read().decode()
+    for notice in ("cuInit", "cudart_stub", "oneDNN custom operations", "cpu_feature_guard"):
+        assert notice not in log, f"TensorFlow's start-up notice {notice!r} in the serving log"
     predictions = answer["predictions"]
     assert len(predictions) == 10
     csv_rows = [

@@ -15,20 +15,34 @@ HTTP 400 with one sentence, never a 200 with NaN probabilities.
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
+import tempfile
 
 import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+# TensorFlow's C++ start-up notices (oneDNN, no CUDA driver, cuInit, CPU instructions): written
+# to the process's stderr before its logging exists, they open the serving log reading like
+# errors. The stages filter the same lines (src/finetune/entrypoint.py: STARTUP_NOTICES); this
+# file repeats the pattern because it may import nothing of the project.
+NOTICES = re.compile(
+    r"All log messages before absl::InitializeLog\(\) is called|\] oneDNN custom operations are on"
+    r"|cudart_stub\.cc:\d+\] Could not find cuda drivers|cpu_feature_guard\.cc:\d+\] This "
+    r"TensorFlow binary|^To enable the following instructions: .* rebuild TensorFlow"
+    r"|cuda_platform\.cc:\d+\] failed call to cuInit"
+    r"|cuda_executor\.cc:\d+\] .*(kernel driver|No such file)"
+)
 TOP_K = 5  # classes per image unless the request's params say {"top_k": n} (the signature's
 # default, which MLflow fills in; this one serves a caller that passes no params at all)
 
 
 class LabelledClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        import keras
-
+        keras = import_keras_quietly()
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         with open(context.artifacts["labels"]) as handle:
             self.class_names = json.load(handle)["class_names"]
@@ -60,6 +74,29 @@ class LabelledClassifier(mlflow.pyfunc.PythonModel):
         order = np.argsort(-row, kind="stable")[:top_k]
         top = [{"label": self.class_names[i], "probability": float(row[i])} for i in order]
         return {"label": top[0]["label"], "probability": top[0]["probability"], "top": top}
+
+
+def import_keras_quietly():
+    """Keras, with TensorFlow imported (and its devices probed) while stderr, the file
+    descriptor, is captured; every captured line but the start-up notices is passed on."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe, now
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if not NOTICES.search(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+    return keras
 
 
 def refuse(message: str) -> None:
