@@ -3,7 +3,6 @@ the plots page and the README's comparison commands, in a headless browser and a
 100 columns wide."""
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -19,7 +18,7 @@ from tests.support.browser import page_text, rendered_page
 from tests.support.commands import command_env, run
 from tests.support.params import ROOT, write_params
 from tests.support.projects import PROJECT_FILES, copy_files, local_store
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop_ui
 
 pytestmark = pytest.mark.e2e
 WORKSPACE = ".dvc/tmp/demo/worker-0"  # where the demo runs and leaves its outputs
@@ -146,8 +145,7 @@ def test_make_ui_lands_on_the_comparison_runs_with_their_numbers(demo):
         _wait_for(f"http://127.0.0.1:{port}/health", ui)
         text = page_text(rendered_page(link))
     finally:
-        os.killpg(ui.pid, 9)
-        ui.wait()
+        stop_ui(ui)
     assert "Training runs" in text and "demo-digits" in text
     assert {"finetuned_accuracy", "baseline_accuracy", "accuracy_delta"} <= set(text)
 

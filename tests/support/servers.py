@@ -95,3 +95,20 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def stop_ui(ui) -> None:
+    """Stop `python -m src.ui` as a user would (SIGTERM, or Ctrl-C's SIGINT): it stops the
+    MLflow server it started, which runs in a session of its own and would outlive a SIGKILL
+    of the UI's process group, holding a port and hundreds of MB per process."""
+    import os
+    import signal
+    import subprocess
+
+    if ui.poll() is None:
+        os.killpg(ui.pid, signal.SIGTERM)
+    try:
+        ui.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(ui.pid, signal.SIGKILL)
+        ui.wait()

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.commands import command_env
 from tests.support.params import ROOT, write_params
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop_ui
 
 
 @pytest.fixture
@@ -104,8 +104,7 @@ def test_serving_is_quiet_and_ctrl_c_stops_it_in_one_line(project):
         os.killpg(ui.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
         output, _ = ui.communicate(timeout=60)
     finally:
-        if ui.poll() is None:
-            os.killpg(ui.pid, signal.SIGKILL)
+        stop_ui(ui)
     assert ui.returncode == 0
     assert "Traceback" not in output and "GET /" not in output and "INFO" not in output
     lines = output.strip().splitlines()
