@@ -18,7 +18,7 @@ from tests.support.browser import page_text, rendered_page
 from tests.support.commands import command_env, run
 from tests.support.params import ROOT, write_params
 from tests.support.projects import PROJECT_FILES, copy_files, local_store
-from tests.support.servers import free_port, stop_ui
+from tests.support.servers import free_port, stop_ui, wait_until_answering
 
 pytestmark = pytest.mark.e2e
 WORKSPACE = ".dvc/tmp/demo/worker-0"  # where the demo runs and leaves its outputs
@@ -142,26 +142,12 @@ def test_make_ui_lands_on_the_comparison_runs_with_their_numbers(demo):
     )
     try:
         link = re.search(r"http://\S+", ui.stdout.readline()).group(0)
-        _wait_for(f"http://127.0.0.1:{port}/health", ui)
+        wait_until_answering(f"http://127.0.0.1:{port}/health", ui)
         text = page_text(rendered_page(link))
     finally:
         stop_ui(ui)
     assert "Training runs" in text and "demo-digits" in text
     assert {"finetuned_accuracy", "baseline_accuracy", "accuracy_delta"} <= set(text)
-
-
-def _wait_for(url: str, process: subprocess.Popen) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the UI exited"
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer")
 
 
 def test_every_chart_of_plots_diff_draws_offline(demo, tmp_path):

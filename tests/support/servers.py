@@ -112,3 +112,16 @@ def stop_ui(ui) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(ui.pid, signal.SIGKILL)
         ui.wait()
+
+
+def wait_until_answering(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
+    """Wait for ``url`` to answer while ``process`` (the server behind it) still runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the UI exited"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer")

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.commands import command_env
 from tests.support.params import ROOT, write_params
-from tests.support.servers import free_port, stop_ui
+from tests.support.servers import free_port, stop_ui, wait_until_answering
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def test_serving_is_quiet_and_ctrl_c_stops_it_in_one_line(project):
     ui = start_ui(project, "--port", str(port))
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_for(f"{base}/health", ui)
+        wait_until_answering(f"{base}/health", ui)
         for path in ("/", "/health", "/ajax-api/2.0/mlflow/experiments/search?max_results=5"):
             with urllib.request.urlopen(base + path, timeout=10) as answer:
                 assert answer.status == 200
@@ -112,15 +112,3 @@ def test_serving_is_quiet_and_ctrl_c_stops_it_in_one_line(project):
     assert len(lines) <= 4, lines
     with pytest.raises(OSError):  # the server went with it
         urllib.request.urlopen(f"{base}/health", timeout=2)
-
-
-def _wait_for(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the UI exited"
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer")
