@@ -30,7 +30,14 @@ from src.finetune.environment import rerun
 from src.finetune.errors import PipelineError, first_line
 from src.finetune.evaluation.metrics import read_metrics
 from src.finetune.files import content_hash
-from src.finetune.params import Params, Phase, apply_overrides, check_params, read_yaml
+from src.finetune.params import (
+    Params,
+    Phase,
+    apply_overrides,
+    check_params,
+    flatten,
+    read_yaml,
+)
 from src.finetune.tracking import Status
 from src.finetune.training.history import (
     kept_epochs,
@@ -84,7 +91,7 @@ def locked_params(
     source: dict[str, str] = {}
     for stage in sorted(made_by):
         recorded = (stages[stage].get("params") or {}).get(str(params_file)) or {}
-        for key, value in _dotted(recorded).items():
+        for key, value in flatten(recorded).items():
             if key in values and values[key] != value:
                 raise PipelineError(
                     f"{lock}: {key} is {values[key]!r} for {source[key]} but {value!r} for "
@@ -114,17 +121,6 @@ def changed_output(stages: list[str]) -> tuple[str, str] | None:
                 if state == "modified":
                     return stage.rpartition(":")[2], path
     return None
-
-
-def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """dvc.lock's params (whole sections nested, single keys dotted) as dotted keys."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_dotted(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def relog(paths: dict[str, Path], lock: Path = LOCK, params_file: Path = PARAMS) -> str:

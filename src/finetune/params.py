@@ -292,7 +292,7 @@ class Params(Section):
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys as in params.yaml (``phase2.lr``), the way MLflow and DVC name them."""
-        return _flatten(self.model_dump())
+        return flatten(self.model_dump())
 
     def select(self, keys: tuple[str, ...]) -> dict[str, Any]:
         flat = self.flat()
@@ -312,12 +312,13 @@ def _selected(key: str, keys: tuple[str, ...]) -> bool:
     return any(key == k or key.startswith(f"{k}.") for k in keys)
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested tree as dotted keys (``phase2.lr``), as params.yaml, DVC and MLflow name them."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{dotted}."))
+            flat.update(flatten(value, f"{dotted}."))
         else:
             flat[dotted] = value
     return flat
