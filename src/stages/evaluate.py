@@ -95,11 +95,12 @@ def main(argv: list[str] | None = None) -> None:
             if metrics.tta
             else "",
         )
-        # Linked to the logged models first, so the comparison run gets each number once.
+        # Linked to the logged models first, so the comparison run gets each number once;
+        # they are its first metrics, the ones MLflow lists first.
         tracker.link_model_metrics(
             {f"{checkpoint}_model": metrics.of(checkpoint) for checkpoint in CHECKPOINTS}
         )
-        tracker.log_results(metrics.headline())
+        tracker.log_results(metrics.headline(), comparison=True)
         STAGE.record(tracker, paths)
 
 

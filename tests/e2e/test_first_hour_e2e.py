@@ -140,14 +140,32 @@ def test_make_ui_lands_on_the_comparison_runs_with_their_numbers(demo):
         text=True,
         start_new_session=True,
     )
+    client = local_store(demo["repo"])
+    experiment = client.get_experiment_by_name("digits-finetune").experiment_id
+    (comparison,) = client.search_runs(
+        [experiment], filter_string="tags.`pipeline.role` = 'comparison'"
+    )
+    run_id = comparison.info.run_id
     try:
         link = re.search(r"http://\S+", ui.stdout.readline()).group(0)
         wait_until_answering(f"http://127.0.0.1:{port}/health", ui)
         text = page_text(rendered_page(link))
+        home = link.split("#", 1)[0]
+        run_page = page_text(rendered_page(f"{home}#/experiments/{experiment}/runs/{run_id}"))
+        compare = rendered_page(
+            f'{home}#/compare-runs?runs=["{run_id}"]&experiments=["{experiment}"]'
+        )
     finally:
         stop_ui(ui)
     assert "Training runs" in text and "demo-digits" in text
     assert {"finetuned_accuracy", "baseline_accuracy", "accuracy_delta"} <= set(text)
+    # The run's page lists its metrics in the order they were logged: the headline first.
+    listed = run_page[run_page.index("Metric") :]
+    metrics = [line for line in listed if re.fullmatch(r"[a-z0-9_]+(?<!_model)", line)]
+    assert metrics[:2] == ["finetuned_accuracy", "finetuned_loss"], metrics[:5]
+    # Compare's parallel coordinates take the first metric as their axis.
+    axes = re.findall(r'class="axis-title"[^>]*data-unformatted="([^"]+)"', compare)
+    assert axes == ["finetuned_accuracy"], axes
 
 
 def test_every_chart_of_plots_diff_draws_offline(demo, tmp_path):

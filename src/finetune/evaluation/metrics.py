@@ -24,7 +24,8 @@ from src.finetune.files import read_json, write_json
 Accuracy = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Delta = Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)]
 Loss = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-CHECKPOINTS = ("baseline", "finetuned")
+# The two checkpoints compared, in the order trackers list their numbers.
+CHECKPOINTS = ("finetuned", "baseline")
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,11 @@ class Metrics(BaseModel):
         return self.accuracy_delta_tta is not None
 
     def headline(self) -> dict[str, float]:
-        """Every number but the image count, TTA ones included when they ran."""
-        return {key: float(value) for key, value in self._numbers().items()}
+        """Every number but the image count, TTA ones included when they ran: the fine-tuned
+        model's first, then the baseline's, then their difference, the order a tracker
+        lists them in."""
+        numbers = {key: float(value) for key, value in self._numbers().items()}
+        return dict(sorted(numbers.items(), key=lambda item: _rank(item[0])))
 
     def of(self, checkpoint: str) -> dict[str, float]:
         """The headline numbers of one checkpoint (``baseline`` or ``finetuned``)."""
@@ -136,6 +140,12 @@ class Metrics(BaseModel):
             for key, value in self.model_dump().items()
             if key != "test_images" and value is not None
         }
+
+
+def _rank(key: str) -> int:
+    """Where a headline number goes: the fine-tuned model's, the baseline's, the rest."""
+    ranks = (rank for rank, checkpoint in enumerate(CHECKPOINTS) if key.startswith(checkpoint))
+    return next(ranks, len(CHECKPOINTS))
 
 
 HEADLINE = tuple(key for key in Metrics.model_fields if key != "test_images" and "_tta" not in key)

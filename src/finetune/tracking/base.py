@@ -44,12 +44,13 @@ class Tracker(ABC):
 
     @abstractmethod
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        """One finished epoch (1-based, global across phases), live, to the stage run and the
-        comparison run."""
+        """One finished epoch (1-based, global across phases), live, to the stage run. The
+        comparison run gets the whole curve at once from ``log_execution``."""
 
     @abstractmethod
-    def log_results(self, results: Mapping[str, float]) -> None:
-        """The stage's results (image counts, the kept epoch, test accuracy), to both runs."""
+    def log_results(self, results: Mapping[str, float], comparison: bool = False) -> None:
+        """The stage's results (image counts, the kept epoch, test accuracy) to the stage run,
+        and with ``comparison`` to the comparison run too, in the order given."""
 
     @abstractmethod
     def log_execution(
@@ -134,8 +135,8 @@ class SafeTracker(Tracker):
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         self._call("log_epoch", epoch, metrics)
 
-    def log_results(self, results: Mapping[str, float]) -> None:
-        self._call("log_results", results)
+    def log_results(self, results: Mapping[str, float], comparison: bool = False) -> None:
+        self._call("log_results", results, comparison=comparison)
 
     def log_execution(
         self, history: pd.DataFrame, kept: Mapping[int, int], metrics: Metrics

@@ -34,8 +34,8 @@ class RecordingTracker(Tracker):
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         self.calls.append(("log_epoch", (epoch, dict(metrics))))
 
-    def log_results(self, results: Mapping[str, float]) -> None:
-        self.calls.append(("log_results", (dict(results),)))
+    def log_results(self, results: Mapping[str, float], comparison: bool = False) -> None:
+        self.calls.append(("log_results", (dict(results), comparison)))
 
     def log_execution(
         self, history: pd.DataFrame, kept: Mapping[int, int], metrics: Metrics
@@ -73,7 +73,7 @@ class RecordingTracker(Tracker):
     def results(self) -> dict[str, float]:
         """Every result logged, the last value of each key."""
         merged: dict[str, float] = {}
-        for (results,) in self.called("log_results"):
+        for results, _ in self.called("log_results"):
             merged |= results
         return merged
 

@@ -18,10 +18,10 @@ class Refusing(RecordingTracker):
         super().__init__()
         self.method, self.out_of_reach = method, out_of_reach
 
-    def log_results(self, results):
+    def log_results(self, results, comparison=False):
         if self.method == "log_results":
             raise ConnectionError("the server went away")
-        super().log_results(results)
+        super().log_results(results, comparison)
 
     def close(self, status):
         if self.method == "close":

@@ -43,13 +43,14 @@ def history_series(history: pd.DataFrame) -> Series:
 def comparison_series(
     history: pd.DataFrame, kept: Mapping[int, int], metrics: Metrics | None
 ) -> Series:
-    """What the comparison run shows of the outputs: every per-epoch curve (the learning rate
-    and the phase of each epoch among them), a point at each kept epoch, the headline."""
+    """What the comparison run shows of the outputs: the headline first (MLflow lists a run's
+    metrics in the order they were first logged), then every per-epoch curve (the learning
+    rate and the phase of each epoch among them) and a point at each kept epoch."""
     epochs = history["epoch"].astype(int)
-    series = history_series(history)
+    headline = metrics.headline() if metrics is not None else {}
+    series = {key: {0: value} for key, value in headline.items()} | history_series(history)
     series["phase"] = dict(zip(epochs, history["phase"].astype(float), strict=True))
     series["kept"] = dict.fromkeys(kept.values(), 1.0)
     if "lr" in series:
         series["lr"] = {epoch: rate for epoch, rate in series["lr"].items() if rate == rate}
-    headline = metrics.headline() if metrics is not None else {}
-    return series | {key: {0: value} for key, value in headline.items()}
+    return series

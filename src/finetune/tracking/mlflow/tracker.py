@@ -24,8 +24,13 @@ log = logging.getLogger(__name__)
 
 
 class MlflowTracker(Tracker):
-    """Logs a stage to its own run (``run_id``) and to the comparison run; both the same run
-    for a tool that logs a whole execution at once (relog)."""
+    """Logs a stage to its own run (``run_id``) and its results to the comparison run; both
+    the same run for a tool that logs a whole execution at once (relog).
+
+    The comparison run holds results, not progress: MLflow lists a run's metrics (on its page,
+    and as the default axis of Compare's parallel coordinates) in the order they were first
+    logged, so the test accuracies go first (evaluate), the curves after them (report).
+    """
 
     name = "MLflow"
 
@@ -47,15 +52,13 @@ class MlflowTracker(Tracker):
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
-        batch = [Metric(key, value, now, epoch) for key, value in metrics.items()]
-        for run_id in self.runs:
-            self._batch(run_id, metrics=batch)
+        self._batch(self.run_id, metrics=[Metric(k, v, now, epoch) for k, v in metrics.items()])
 
-    def log_results(self, results: Mapping[str, float]) -> None:
+    def log_results(self, results: Mapping[str, float], comparison: bool = False) -> None:
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, 0) for key, value in results.items()]
         self._batch(self.run_id, metrics=batch)
-        if self.comparison_run_id != self.run_id:
+        if comparison and self.comparison_run_id != self.run_id:
             with_lock_retries(
                 series.fill_missing_steps,
                 self.client,

@@ -69,8 +69,39 @@ def test_stage_runs_nest_under_one_comparison_run_per_execution(workdir, params)
         assert stage.data.tags[TAG_EXECUTION] == comparison.data.tags[TAG_EXECUTION]
         assert stage.info.status == "FINISHED"
     assert comparison.info.status == "FINISHED"
-    assert comparison.data.metrics["val_accuracy"] == 0.5
-    assert comparison.data.metrics["train_images"] == 10
+    assert prepare.data.metrics == {"train_images": 10}
+    assert phase1.data.metrics == {"val_accuracy": 0.5, "val_loss": 1.0}
+    assert comparison.data.metrics == {}, "progress stays in the stage runs"
+
+
+def test_the_comparison_run_lists_the_test_accuracies_first(workdir, params):
+    """MLflow lists a run's metrics, and picks Compare's default parallel-coordinates axis, in
+    the order they were first logged: the headline goes before sizes and curves."""
+    history = frame(1, 2).assign(phase=1)
+    metrics = Metrics(**METRICS)
+    with track_stage("prepare", params, ()) as prepare:
+        prepare.log_results({"train_images": 10, "val_images": 2})
+    with track_stage("phase1_extract", params, ("phase1",)) as phase1:
+        for _, row in history.iterrows():
+            phase1.log_epoch(int(row["epoch"]), {"accuracy": row["accuracy"], "loss": row["loss"]})
+        phase1.log_results({"phase1.kept_epoch": 2})
+    with track_stage("evaluate", params, ()) as evaluate:
+        evaluate.log_results(metrics.headline(), comparison=True)
+    with track_stage("report", params, ()) as report:
+        report.log_execution(history, {Phase.EXTRACT: 2}, metrics)
+
+    client = MlflowClient(tracking_uri())
+    (comparison,) = [r for r in runs(client, params) if r.data.tags[TAG_ROLE] == "comparison"]
+    listed = list(client.get_run(comparison.info.run_id).data.metrics)
+    assert listed[:3] == ["finetuned_accuracy", "finetuned_loss", "finetuned_accuracy_ci_low"]
+    assert (
+        listed.index("baseline_accuracy")
+        < listed.index("accuracy_delta")
+        < listed.index("accuracy")
+    )
+    assert "train_images" not in listed and "phase1.kept_epoch" not in listed
+    curve = client.get_metric_history(comparison.info.run_id, "accuracy")
+    assert [(m.step, m.value) for m in curve] == [(1, 0.0), (2, 0.1)]
 
 
 def test_failing_stage_marks_its_runs_failed(workdir, params):
