@@ -21,6 +21,7 @@ import socket
 import subprocess
 import urllib.parse
 
+from src.finetune import environment
 from src.finetune.entrypoint import run_stage
 from src.finetune.errors import PipelineError
 from src.finetune.evaluation.metrics import HEADLINE, TTA_HEADLINE
@@ -139,13 +140,16 @@ def serve(mlflow: str, uri: str, port: int) -> None:
     and on Ctrl-C one line rather than each worker's KeyboardInterrupt traceback.
 
     The server runs in a session of its own, so the terminal's Ctrl-C reaches this process
-    alone, which stops the server with SIGTERM (its clean shutdown).
+    alone, which stops the server with SIGTERM (its clean shutdown); if this process is
+    killed outright, the kernel sends the server that SIGTERM.
     """
     command = [mlflow, "ui", "--backend-store-uri", uri, "--registry-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                "--uvicorn-opts", "--no-access-log --log-level warning"]  # fmt: skip
     env = os.environ | {"MLFLOW_LOGGING_LEVEL": "WARNING", "PYTHONWARNINGS": "ignore"}
-    server = subprocess.Popen(command, env=env, start_new_session=True)
+    server = subprocess.Popen(
+        command, env=env, start_new_session=True, preexec_fn=environment.stop_with_parent
+    )
     try:
         code = server.wait()
     except KeyboardInterrupt:

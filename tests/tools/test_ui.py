@@ -1,6 +1,7 @@
 """`make ui` (`python -m src.ui`): one line and no link when it cannot serve; quiet while it
 serves; one line when Ctrl-C stops it."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.support.commands import command_env
@@ -112,3 +114,33 @@ def test_serving_is_quiet_and_ctrl_c_stops_it_in_one_line(project):
     assert len(lines) <= 4, lines
     with pytest.raises(OSError):  # the server went with it
         urllib.request.urlopen(f"{base}/health", timeout=2)
+
+
+def test_a_ui_killed_outright_takes_its_server_with_it(project):
+    """`kill -9` of the UI: its server, in a session of its own, must not live on."""
+    port = free_port()
+    ui = start_ui(project, "--port", str(port))
+    try:
+        wait_until_answering(f"http://127.0.0.1:{port}/health", ui)
+        (server,) = psutil.Process(ui.pid).children()
+        assert len(in_session(server.pid)) > 1, "the server and its workers"
+        os.kill(ui.pid, signal.SIGKILL)
+        ui.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while in_session(server.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        stop_ui(ui)
+    assert not in_session(server.pid)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def in_session(session: int) -> list[int]:
+    """The live processes of a session."""
+    members = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getsid(process.pid) == session and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+    return members
