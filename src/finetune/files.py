@@ -22,9 +22,10 @@ from src.finetune.errors import PipelineError, first_line
 
 Model = TypeVar("Model", bound=BaseModel)
 
-# What one member of a zip the pipeline reads may inflate to. JSON (a model's config and
-# metadata, class names) stays far below SMALL_MEMBER; the weights of the largest backbone
-# with its optimizer state (ConvNeXt-Tiny, about 330 MB) below LARGE_MEMBER.
+# What one file the pipeline reads, or one member of a zip it reads, may hold. JSON and CSV
+# (a model's config and metadata, class names, metrics, a history, a backup's state) stay far
+# below SMALL_MEMBER; the weights of the largest backbone with its optimizer state
+# (ConvNeXt-Tiny, about 330 MB) below LARGE_MEMBER.
 SMALL_MEMBER = 16_000_000
 LARGE_MEMBER = 2_000_000_000
 # Keras and NumPy store their members uncompressed and DEFLATE reaches about 1032:1, so a
@@ -97,6 +98,7 @@ def read_json(path: str | Path, schema: type[Model], fix: str) -> Model:
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path} not found; {fix}")
+    check_file_size(path, SMALL_MEMBER, fix)
     try:
         content = json.loads(path.read_bytes())
     except (ValueError, RecursionError) as error:  # JSON, UTF-8, a number of 5,000 digits

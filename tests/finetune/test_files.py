@@ -1,3 +1,4 @@
+import os
 import re
 import zipfile
 
@@ -67,6 +68,7 @@ def test_an_output_that_cannot_be_replaced_is_named_not_its_temporary_sibling(tm
         (b"[1]", "is not a JSON object"),
         (b"{}", "lacks count"),
         (b'{"count": "many"}', "count: input should be a valid integer"),
+        (SMALL_MEMBER + 1, r"is 16 MB, more than the 16 MB it may hold; it was not read: rerun"),
     ],
 )
 def test_read_json_gives_one_line_for_each_kind_of_damage(tmp_path, content, message):
@@ -74,7 +76,10 @@ def test_read_json_gives_one_line_for_each_kind_of_damage(tmp_path, content, mes
         count: int
 
     path = tmp_path / "counted.json"
-    if content is not None:
+    if isinstance(content, int):  # that many bytes, written as a sparse file
+        path.write_bytes(b'{"count": 1}')
+        os.truncate(path, content)
+    elif content is not None:
         path.write_bytes(content)
     with pytest.raises(PipelineError, match=message):
         read_json(path, Counted, "rerun")

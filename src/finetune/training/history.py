@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from src.finetune.environment import rerun
 from src.finetune.errors import PipelineError, first_line
-from src.finetune.files import read_json
+from src.finetune.files import SMALL_MEMBER, check_file_size, read_json
 from src.finetune.params import Phase
 
 HISTORY_COLUMNS = ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
@@ -38,6 +38,7 @@ def read_history(path: Path) -> pd.DataFrame:
     fix = f"rerun the stage that writes it ({rerun('<stage>', force=True)})"
     if not path.is_file():
         raise PipelineError(f"{path} not found; run the stage that writes it ({rerun()})")
+    check_file_size(path, SMALL_MEMBER, fix)
     try:
         frame = pd.read_csv(path)
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:

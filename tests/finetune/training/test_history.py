@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -58,6 +59,14 @@ def test_a_damaged_history_is_one_line(tmp_path, content, message):
     path = tmp_path / "phase1_history.csv"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(PipelineError, match=message):
+        read_history(path)
+
+
+def test_a_history_too_large_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "phase1_history.csv"
+    path.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n1,.5,1,.5,1\n")
+    os.truncate(path, 200_000_000)  # sparse: pandas would hold every byte
+    with pytest.raises(PipelineError, match=r"is 200 MB, more than the 16 MB it may hold"):
         read_history(path)
 
 
