@@ -263,6 +263,27 @@ CASES = {
             lambda old: json.dumps(json.loads(old.read_text()) | {"finetuned": {}}).encode(),
         ),
     ),
+    "export-accuracy-of-150-percent": Case(
+        "report",
+        "export.json: keras.accuracy: input should be less than or equal to 1",
+        breaks=replace(
+            "reports/export.json",
+            lambda old: json.dumps(
+                json.loads(old.read_text())
+                | {"keras": json.loads(old.read_text())["keras"] | {"accuracy": 1.5}}
+            ).encode(),
+        ),
+    ),
+    "data-checks-with-a-negative-count": Case(
+        "report",
+        "data_checks.json: images.train: input should be greater than or equal to 0",
+        breaks=replace(
+            "reports/data_checks.json",
+            lambda old: json.dumps(
+                json.loads(old.read_text()) | {"images": {"train": -3, "val": 1, "test": 1}}
+            ).encode(),
+        ),
+    ),
     "history-of-binary-junk": Case(
         "report",
         "phase1_history.csv is not a readable CSV file",

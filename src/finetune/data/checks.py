@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from src.finetune.data.splits import Split, imbalance
+from src.finetune.numbers import Amount, Count
 
 log = logging.getLogger(__name__)
 NEAR_BITS = 2  # of 64: at most this many differ between near duplicates (0 = same hash)
@@ -34,7 +35,7 @@ class Finding(BaseModel):
     kind: str  # exact | near
     a: str
     b: str
-    pairs: int
+    pairs: Count
     examples: list[tuple[str, str]]
 
 
@@ -43,11 +44,11 @@ class DataChecks(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    images: dict[str, int]
-    per_class: dict[str, dict[str, int]]  # split -> class -> images
-    imbalance_ratio: float
+    images: dict[str, Count]
+    per_class: dict[str, dict[str, Count]]  # split -> class -> images
+    imbalance_ratio: Amount  # the largest class over the smallest (at least 1 image)
     duplicates: list[Finding]
-    removed: dict[str, int] = {}  # by data.dedupe, per split
+    removed: dict[str, Count] = {}  # by data.dedupe, per split
     warnings: list[str]
 
 

@@ -20,10 +20,8 @@ from src.finetune.data.splits import is_class_name
 from src.finetune.environment import rerun
 from src.finetune.evaluation import analysis
 from src.finetune.files import read_json, write_json
+from src.finetune.numbers import Amount, Delta, Fraction
 
-Accuracy = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-Delta = Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)]
-Loss = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 # The two checkpoints compared, in the order trackers list their numbers.
 CHECKPOINTS = ("finetuned", "baseline")
 
@@ -47,24 +45,24 @@ class Metrics(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    baseline_accuracy: Accuracy
-    finetuned_accuracy: Accuracy
+    baseline_accuracy: Fraction
+    finetuned_accuracy: Fraction
     accuracy_delta: Delta
-    baseline_loss: Loss
-    finetuned_loss: Loss
+    baseline_loss: Amount
+    finetuned_loss: Amount
     # 95% bootstrap intervals, the same resamples for both models (``analysis``)
-    baseline_accuracy_ci_low: Accuracy
-    baseline_accuracy_ci_high: Accuracy
-    finetuned_accuracy_ci_low: Accuracy
-    finetuned_accuracy_ci_high: Accuracy
+    baseline_accuracy_ci_low: Fraction
+    baseline_accuracy_ci_high: Fraction
+    finetuned_accuracy_ci_low: Fraction
+    finetuned_accuracy_ci_high: Fraction
     accuracy_delta_ci_low: Delta
     accuracy_delta_ci_high: Delta
-    baseline_macro_f1: Accuracy
-    finetuned_macro_f1: Accuracy
-    baseline_ece: Accuracy  # expected calibration error, 15 bins
-    finetuned_ece: Accuracy
-    baseline_accuracy_tta: Accuracy | None = None
-    finetuned_accuracy_tta: Accuracy | None = None
+    baseline_macro_f1: Fraction
+    finetuned_macro_f1: Fraction
+    baseline_ece: Fraction  # expected calibration error, 15 bins
+    finetuned_ece: Fraction
+    baseline_accuracy_tta: Fraction | None = None
+    finetuned_accuracy_tta: Fraction | None = None
     accuracy_delta_tta: Delta | None = None
     test_images: Annotated[int, Field(ge=1)]
 
@@ -157,9 +155,9 @@ class ClassDetail(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    precision: Accuracy
-    recall: Accuracy
-    f1: Accuracy
+    precision: Fraction
+    recall: Fraction
+    f1: Fraction
     support: Annotated[int, Field(ge=0)]
 
 
@@ -171,7 +169,7 @@ class Confusion(BaseModel):
     actual: str
     predicted: str
     count: Annotated[int, Field(ge=1)]
-    share: Accuracy  # of the actual class's test images
+    share: Fraction  # of the actual class's test images
 
 
 class PerClass(BaseModel):
@@ -185,8 +183,8 @@ class PerClass(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    baseline: dict[str, Accuracy | None]
-    finetuned: dict[str, Accuracy | None]
+    baseline: dict[str, Fraction | None]
+    finetuned: dict[str, Fraction | None]
     finetuned_details: dict[str, ClassDetail]
     most_confused: list[Confusion]
 

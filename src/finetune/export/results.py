@@ -3,7 +3,11 @@ read it (kept apart from the runtimes, so reading it loads no model code)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from src.finetune.numbers import Amount, Fraction
 
 
 class Checked(BaseModel):
@@ -13,12 +17,12 @@ class Checked(BaseModel):
 
     format: str
     path: str
-    size_mb: float
-    accuracy: float
-    agreement: float  # with the Keras model's predicted classes
-    latency_ms_batch1: float  # per image
-    latency_ms_batch32: float  # per image
-    seconds: float = 0.0  # to export it
+    size_mb: Amount
+    accuracy: Fraction
+    agreement: Fraction  # with the Keras model's predicted classes
+    latency_ms_batch1: Amount  # per image
+    latency_ms_batch32: Amount  # per image
+    seconds: Amount = 0.0  # to export it
 
 
 class ExportReport(BaseModel):
@@ -27,7 +31,7 @@ class ExportReport(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    test_images: int
+    test_images: Annotated[int, Field(ge=1)]
     keras: Checked
     exports: list[Checked]
     failed: dict[str, str] = {}

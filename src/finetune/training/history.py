@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from src.finetune.environment import rerun
 from src.finetune.errors import PipelineError, first_line
 from src.finetune.files import SMALL_MEMBER, check_file_size, read_json
+from src.finetune.numbers import Amount
 from src.finetune.params import Phase
 
 HISTORY_COLUMNS = ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
@@ -81,7 +82,6 @@ def combined_history(phase1: pd.DataFrame, phase2: pd.DataFrame) -> pd.DataFrame
 
 
 Epoch = Annotated[int, Field(ge=1)]
-Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Group(BaseModel):
@@ -90,7 +90,7 @@ class Group(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
-    lr: Rate
+    lr: Amount
     first_epoch: Epoch | None  # 1-based global epoch; None: its turn never comes in this phase
 
 
@@ -107,7 +107,7 @@ class Summary(BaseModel):
     stopped_early: bool
     inputs: str = ""
     groups: list[Group] = []
-    lr: dict[Epoch, Rate | None]
+    lr: dict[Epoch, Amount | None]
 
     @model_validator(mode="after")
     def _epochs_agree(self) -> Summary:
