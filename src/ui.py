@@ -128,6 +128,11 @@ def claim_port(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
             probe.bind(("127.0.0.1", port))
+        except PermissionError as error:
+            raise PipelineError(
+                f"port {port} on 127.0.0.1 is refused to this user ({error.strerror}: ports "
+                "below 1024 need root); choose another: make ui ARGS='--port 5001'"
+            ) from None
         except OSError as error:
             raise PipelineError(
                 f"port {port} on 127.0.0.1 is taken ({error.strerror}); stop what listens "

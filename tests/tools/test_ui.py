@@ -14,6 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from src import ui
+from src.finetune.errors import PipelineError
 from tests.support.commands import command_env
 from tests.support.params import ROOT, write_params
 from tests.support.servers import free_port, stop_ui, wait_until_answering
@@ -144,3 +146,14 @@ def in_session(session: int) -> list[int]:
             if os.getsid(process.pid) == session and process.status() != psutil.STATUS_ZOMBIE:
                 members.append(process.pid)
     return members
+
+
+def test_a_port_this_user_may_not_use_is_named_so(monkeypatch):
+    """Ports below 1024 need root; the tests run as root, so the refusal is simulated."""
+
+    def refuse(self, address):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(socket.socket, "bind", refuse)
+    with pytest.raises(PipelineError, match=r"port 80 on 127.0.0.1 is refused to this user"):
+        ui.claim_port(80)
