@@ -11,19 +11,22 @@ reached), with what a phase of several unfreezing steps and early stopping needs
 - ``state.json`` is the commit point: an epoch's files are written under their own names
   first and ``state.json`` is renamed into place after, so a kill during a backup leaves
   the previous backup whole;
-- a backup carries a fingerprint of the stage's params, inputs and code; one made for other
-  params, inputs or code, or one that cannot be read, is discarded, never resumed from (the
-  rest of a phase must not train with an older optimizer while dvc.lock credits new code).
+- a backup carries a fingerprint of the stage's params, inputs and code, and of the versions
+  of the libraries that train (Keras, TensorFlow, NumPy); one made for others, or one that
+  cannot be read, is discarded, never resumed from (the rest of a phase must not train with
+  an older optimizer while dvc.lock credits new code).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +45,7 @@ from src.finetune.files import (
 )
 
 STATE_FILE = "state.json"
+TRAINING_LIBRARIES = ("keras", "tensorflow", "numpy")
 log = logging.getLogger(__name__)
 
 
@@ -49,13 +53,24 @@ def fingerprint(
     params: Mapping[str, Any], inputs: Iterable[Path], code: Iterable[Path] = ()
 ) -> str:
     """What a backup is only valid for: the stage's params, the content of its inputs and of
-    the source files it runs."""
+    the source files it runs, the libraries it trains with."""
     payload = {
         "params": dict(params),
         "inputs": {str(p): content_hash(p) for p in inputs},
         "code": {str(p): content_hash(p) for p in sorted(code)},
+        "libraries": library_versions(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """The installed versions of the libraries whose upgrade may change a backup's meaning
+    (the optimizer's variables, the saved weights' layout)."""
+    versions = {}
+    for name in TRAINING_LIBRARIES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
 
 
 @dataclass
@@ -117,7 +132,8 @@ class EpochBackup(keras.callbacks.Callback):
             return Resumed()
         if saved.get("fingerprint") != self.fingerprint:
             log.info(
-                "discarding the backup in %s: it was made with other params, inputs or code",
+                "discarding the backup in %s: it was made with other params, inputs, code or "
+                "libraries",
                 self.directory,
             )
             self.discard()

@@ -304,3 +304,16 @@ def test_a_backup_is_valid_only_for_the_code_that_made_it(tmp_path):
     assert fingerprint({"phase1.lr": 0.1}, [], [code]) == before
     code.write_text("LR = 2\n")
     assert fingerprint({"phase1.lr": 0.1}, [], [code]) != before
+
+
+def test_a_backup_is_valid_only_for_the_libraries_that_made_it(tmp_path, monkeypatch):
+    """Upgrading Keras between a kill and the resume discards the backup."""
+    before = fingerprint({"phase1.lr": 0.1}, [])
+    assert set(resume_module.library_versions()) == {"keras", "tensorflow", "numpy"}
+    installed = resume_module.metadata.version
+    monkeypatch.setattr(
+        resume_module.metadata,
+        "version",
+        lambda name: "99.0" if name == "keras" else installed(name),
+    )
+    assert fingerprint({"phase1.lr": 0.1}, []) != before
