@@ -35,7 +35,7 @@ from filelock import FileLock
 from optuna.trial import FrozenTrial, TrialState
 
 from src.finetune.entrypoint import run_stage
-from src.finetune.environment import PRUNED_AT, StudyTrial, repository_root
+from src.finetune.environment import PRUNED_AT, StudyTrial, die_with_parent, repository_root
 from src.finetune.errors import PipelineError, first_line
 from src.finetune.experiments import git
 from src.finetune.params import Params, check_params, read_yaml
@@ -64,7 +64,6 @@ from src.finetune.tuning.study import (
 from src.finetune.workspaces import (
     Workspace,
     claim_workspace,
-    die_with_parent,
     link_inputs,
     run_experiment,
     study_folder,

@@ -153,7 +153,7 @@ def serve(mlflow: str, uri: str, port: int) -> None:
                "--uvicorn-opts", "--no-access-log --log-level warning"]  # fmt: skip
     env = os.environ | {"MLFLOW_LOGGING_LEVEL": "WARNING", "PYTHONWARNINGS": "ignore"}
     server = subprocess.Popen(
-        command, env=env, start_new_session=True, preexec_fn=environment.stop_with_parent
+        command, env=env, start_new_session=True, preexec_fn=environment.die_with_parent
     )
     try:
         code = server.wait()

@@ -25,6 +25,12 @@ STUDY_RUN = "FINETUNE_STUDY_RUN"
 PRUNED_AT = "pruned_at_epoch"
 
 
+PR_SET_PDEATHSIG = 1
+# Looked up here, in the parent: the child calls it between fork and exec, where looking a
+# symbol up could wait on a lock another thread held at the fork. Linux's C library only.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
 @dataclass(frozen=True)
 class StudyTrial:
     """The tuning trial a pipeline execution runs as: the Optuna study (its storage URL and
@@ -110,13 +116,13 @@ def is_alive(identity: str) -> bool:
         return False
 
 
-def stop_with_parent() -> None:
+def die_with_parent() -> None:
     """Run in a child between fork and exec (``Popen(preexec_fn=...)``): the kernel sends it
-    SIGTERM when the process that started it dies, even by SIGKILL, so a server started in a
-    session of its own is not left behind holding its port. Linux only; elsewhere nothing."""
-    if sys.platform == "linux":
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    SIGTERM when the process that started it dies, however it dies (SIGKILL too), so a
+    killed tuning worker's `dvc repro` stops rather than training on, and a killed UI's
+    server does not live on holding its port. Linux only; elsewhere nothing."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def git_commit() -> str | None:

@@ -20,11 +20,9 @@ back. Each workspace is held by one process at a time (a file lock that dies wit
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +30,11 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from src.finetune.environment import die_with_parent
 from src.finetune.errors import PipelineError
 from src.finetune.experiments import git, run_command, save_experiment
 from src.finetune.params import Params, apply_overrides, write_params
 
-PR_SET_PDEATHSIG = 1
-# Looked up here, in the parent: the child only calls it between fork and exec.
-PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 log = logging.getLogger(__name__)
 
 
@@ -163,9 +159,3 @@ def tracking_env(root: Path) -> dict[str, str]:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return {}
     return {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-
-
-def die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the worker dies, however it dies, so a killed
-    worker's `dvc repro` (and through it the stage) stops rather than training on."""
-    PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
