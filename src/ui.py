@@ -129,9 +129,10 @@ def claim_port(port: int) -> None:
         try:
             probe.bind(("127.0.0.1", port))
         except PermissionError as error:
+            why = " (ports below 1024 need root)" if port < 1024 else ""
             raise PipelineError(
-                f"port {port} on 127.0.0.1 is refused to this user ({error.strerror}: ports "
-                "below 1024 need root); choose another: make ui ARGS='--port 5001'"
+                f"port {port} on 127.0.0.1 is refused to this user: {error.strerror}{why}; "
+                "choose another: make ui ARGS='--port 5001'"
             ) from None
         except OSError as error:
             raise PipelineError(

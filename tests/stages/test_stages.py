@@ -132,6 +132,9 @@ def test_one_comparison_run_carries_the_whole_execution(pipeline):
     run = comparison[0]
     for key in ("baseline_accuracy", "finetuned_accuracy", "accuracy_delta"):
         assert key in run.data.metrics
+    listed = list(client.get_run(run.info.run_id).data.metrics)  # as MLflow's UI lists them
+    assert listed[:2] == ["finetuned_accuracy", "finetuned_loss"], listed
+    assert listed.index("accuracy_delta") < listed.index("val_accuracy")
     for key in ("val_accuracy", "lr", "phase"):
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
         assert sorted(steps) == [1, 2, 3, 4], key

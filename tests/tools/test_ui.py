@@ -122,18 +122,24 @@ def test_a_ui_killed_outright_takes_its_server_with_it(project):
     """`kill -9` of the UI: its server, in a session of its own, must not live on."""
     port = free_port()
     ui = start_ui(project, "--port", str(port))
+    session = -1
     try:
         wait_until_answering(f"http://127.0.0.1:{port}/health", ui)
         (server,) = psutil.Process(ui.pid).children()
+        session = server.pid
         assert len(in_session(server.pid)) > 1, "the server and its workers"
         os.kill(ui.pid, signal.SIGKILL)
         ui.wait(timeout=10)
         deadline = time.monotonic() + 60
         while in_session(server.pid) and time.monotonic() < deadline:
             time.sleep(0.5)
+        left = in_session(server.pid)
     finally:
         stop_ui(ui)
-    assert not in_session(server.pid)
+        for pid in in_session(session):  # a failed test leaves no server behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert not left
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
 
@@ -155,5 +161,11 @@ def test_a_port_this_user_may_not_use_is_named_so(monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(socket.socket, "bind", refuse)
-    with pytest.raises(PipelineError, match=r"port 80 on 127.0.0.1 is refused to this user"):
+    with pytest.raises(
+        PipelineError,
+        match=r"port 80 on 127.0.0.1 is refused to this user: "
+        r"Permission denied \(ports below 1024 need root\); choose another",
+    ):
         ui.claim_port(80)
+    with pytest.raises(PipelineError, match=r"port 5000 on .* user: Permission denied; choose"):
+        ui.claim_port(5000)

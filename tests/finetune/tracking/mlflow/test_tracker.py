@@ -213,7 +213,8 @@ def test_inputs_link_to_the_run_that_wrote_them(workdir, params):
 
 def test_fill_missing_steps_never_duplicates_a_step(workdir, params):
     with track_stage("report", params, ()) as tracker:
-        tracker.log_epoch(3, {"val_loss": 0.3})
+        already = {"val_loss": {3: 0.3}}  # a step the run has before the whole curve comes
+        fill_missing_steps(tracker.inner.client, tracker.inner.comparison_run_id, already)
         series = {"val_loss": {1: 0.9, 2: 0.5, 3: 0.3}}
         fill_missing_steps(tracker.inner.client, tracker.inner.comparison_run_id, series)
         fill_missing_steps(tracker.inner.client, tracker.inner.comparison_run_id, series)
