@@ -15,3 +15,4 @@ Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]  # accuracy,
 Delta = Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)]  # between two fractions
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a loss, a rate, MB, ms, seconds
 Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]  # images a model was tested on, an epoch

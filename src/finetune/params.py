@@ -33,7 +33,6 @@ from src.finetune.model.backbones import BACKBONES, Backbone
 # Bounds are what the stages can run: seeds are 32-bit for NumPy and TensorFlow; epochs,
 # batches and sizes stop where a run would only fail later, or never end. A learning rate
 # only has to be finite: one too high ends in the one-line "training diverged" error.
-PositiveInt = Annotated[int, Field(ge=1)]
 Epochs = Annotated[int, Field(ge=1, le=10_000)]
 BatchSize = Annotated[int, Field(ge=1, le=8192)]
 LearningRate = Annotated[float, Field(gt=0, allow_inf_nan=False)]

@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from src import ui
 from src.finetune.errors import PipelineError
+from src.ui import claim_port
 from tests.support.commands import command_env
 from tests.support.params import ROOT, write_params
 from tests.support.servers import free_port, stop_ui, wait_until_answering
@@ -166,6 +166,6 @@ def test_a_port_this_user_may_not_use_is_named_so(monkeypatch):
         match=r"port 80 on 127.0.0.1 is refused to this user: "
         r"Permission denied \(ports below 1024 need root\); choose another",
     ):
-        ui.claim_port(80)
+        claim_port(80)
     with pytest.raises(PipelineError, match=r"port 5000 on .* user: Permission denied; choose"):
-        ui.claim_port(5000)
+        claim_port(5000)

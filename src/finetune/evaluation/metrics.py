@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from src.finetune.data.splits import is_class_name
 from src.finetune.environment import rerun
 from src.finetune.evaluation import analysis
 from src.finetune.files import read_json, write_json
-from src.finetune.numbers import Amount, Delta, Fraction
+from src.finetune.numbers import Amount, Count, Delta, Fraction, Positive
 
 # The two checkpoints compared, in the order trackers list their numbers.
 CHECKPOINTS = ("finetuned", "baseline")
@@ -64,7 +63,7 @@ class Metrics(BaseModel):
     baseline_accuracy_tta: Fraction | None = None
     finetuned_accuracy_tta: Fraction | None = None
     accuracy_delta_tta: Delta | None = None
-    test_images: Annotated[int, Field(ge=1)]
+    test_images: Positive
 
     @model_validator(mode="after")
     def _tta_whole(self) -> Metrics:
@@ -158,7 +157,7 @@ class ClassDetail(BaseModel):
     precision: Fraction
     recall: Fraction
     f1: Fraction
-    support: Annotated[int, Field(ge=0)]
+    support: Count
 
 
 class Confusion(BaseModel):
@@ -168,7 +167,7 @@ class Confusion(BaseModel):
 
     actual: str
     predicted: str
-    count: Annotated[int, Field(ge=1)]
+    count: Positive
     share: Fraction  # of the actual class's test images
 
 

@@ -3,11 +3,9 @@ read it (kept apart from the runtimes, so reading it loads no model code)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pydantic import BaseModel, ConfigDict
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from src.finetune.numbers import Amount, Fraction
+from src.finetune.numbers import Amount, Fraction, Positive
 
 
 class Checked(BaseModel):
@@ -31,7 +29,7 @@ class ExportReport(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    test_images: Annotated[int, Field(ge=1)]
+    test_images: Positive
     keras: Checked
     exports: list[Checked]
     failed: dict[str, str] = {}

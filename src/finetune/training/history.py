@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from src.finetune.environment import rerun
 from src.finetune.errors import PipelineError, first_line
 from src.finetune.files import SMALL_MEMBER, check_file_size, read_json
-from src.finetune.numbers import Amount
+from src.finetune.numbers import Amount, Positive
 from src.finetune.params import Phase
 
 HISTORY_COLUMNS = ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
@@ -81,7 +80,7 @@ def combined_history(phase1: pd.DataFrame, phase2: pd.DataFrame) -> pd.DataFrame
     )
 
 
-Epoch = Annotated[int, Field(ge=1)]
+Epoch = Positive  # 1-based, global across phases
 
 
 class Group(BaseModel):
