@@ -38,7 +38,11 @@ NAME = "ui"
 VIEW = "pipeline-comparison"  # the shared view the link opens
 # What the runs table shows of each execution: what it tried and how it did.
 COLUMNS = [
-    *(f"metrics.`{key}`" for key in (*HEADLINE[:3], *TTA_HEADLINE)),  # accuracies and delta
+    # accuracies, delta, the classical reference and the gain over it
+    *(
+        f"metrics.`{key}`"
+        for key in (*HEADLINE[:3], "classical_accuracy", "gain_over_classical", *TTA_HEADLINE)
+    ),
     *(
         f"params.`{key}`"
         for key in (

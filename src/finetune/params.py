@@ -209,6 +209,8 @@ class Phase2Params(PhaseParams):
 
 class EvaluateParams(Section):
     tta: int = Field(ge=0, le=MAX_TTA_VIEWS)
+    classical: Literal["svc", "logistic", "knn", "none"]
+    classical_images: int = Field(ge=10, le=1_000_000)
 
 
 ExportFormat = Literal["saved_model", "onnx", "litert", "litert_int8"]

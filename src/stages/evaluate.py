@@ -1,10 +1,12 @@
-"""Stage 4: test-set accuracy of both checkpoints, their difference and how sure it is, and
-where the fine-tuned model is wrong: per class, the most confused pairs, the top losses,
-Grad-CAM, calibration and the confusion matrix."""
+"""Stage 4: test-set accuracy of both checkpoints, their difference and how sure it is, the
+classical reference on the same test images, and where the fine-tuned model is wrong: per
+class, the most confused pairs, the top losses, Grad-CAM, calibration and the confusion
+matrix."""
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import keras
@@ -15,9 +17,11 @@ from sklearn.metrics import confusion_matrix
 from src.finetune.data.prepared import load_info, load_split
 from src.finetune.data.splits import Split
 from src.finetune.evaluation import analysis
+from src.finetune.evaluation.classical import fit_classical
 from src.finetune.evaluation.gradcam import grad_cam
 from src.finetune.evaluation.metrics import (
     CHECKPOINTS,
+    ClassicalScores,
     Metrics,
     PerClass,
     Scores,
@@ -28,14 +32,14 @@ from src.finetune.evaluation.metrics import (
 from src.finetune.evaluation.scoring import score
 from src.finetune.files import atomic_dir, atomic_path, write_csv
 from src.finetune.model.checkpoints import check_checkpoint, load_checkpoint
-from src.finetune.params import load_params
+from src.finetune.params import Params, load_params
 from src.finetune.report import plots
 from src.stages.declaration import File, Log, Stage
 
 STAGE = Stage(
     name="evaluate",
     doc=__doc__,
-    params=("evaluate",),
+    params=("seed", "evaluate"),
     inputs={
         "data": File("data/prepared", "prepared splits"),
         "baseline": File("models/phase1.keras", "phase 1 checkpoint"),
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         with_tta = (
             (score(baseline_model, test, tta), score(finetuned_model, test, tta)) if tta else None
         )
-        metrics = Metrics.compare(baseline, finetuned, test.labels, with_tta)
+        classical = classical_scores(paths.data, test, params)
+        metrics = Metrics.compare(baseline, finetuned, test.labels, with_tta, classical)
         per_class = PerClass.compare(baseline, finetuned, test.labels, info.class_names)
         confusion = confusion_rows(test.labels, finetuned.predictions, info.class_names)
         # The outputs appear together or none does.
@@ -95,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
             if metrics.tta
             else "",
         )
+        if metrics.classical:
+            log_against_classical(metrics)
         # Linked to the logged models first, so the comparison run gets each number once;
         # they are its first metrics, the ones MLflow lists first.
         tracker.link_model_metrics(
@@ -102,6 +109,40 @@ def main(argv: list[str] | None = None) -> None:
         )
         tracker.log_results(metrics.headline(), comparison=True)
         STAGE.record(tracker, paths)
+
+
+def classical_scores(data: Path, test: Split, params: Params) -> ClassicalScores | None:
+    """The classical reference fitted on the training split (never validation or test) and
+    its predictions for the test images; None with ``evaluate.classical: none``."""
+    kind = params.evaluate.classical
+    if kind == "none":
+        return None
+    started = time.monotonic()
+    model = fit_classical(
+        kind, load_split(data, "train"), params.evaluate.classical_images, params.seed
+    )
+    predictions = model.predict(test.images)
+    log.info("classical reference: %s (%.1f s)", model.describe(), time.monotonic() - started)
+    return ClassicalScores(predictions, model.train_images)
+
+
+def log_against_classical(metrics: Metrics) -> None:
+    """The fine-tuned model against the classical reference, a warning when it does not beat
+    it beyond noise: a network that an SVM on pixels matches is not worth its compute."""
+    numbers = (
+        f"fine-tuned {metrics.finetuned_accuracy:.4f}, classical reference "
+        f"{metrics.classical_accuracy:.4f} (gain {100 * metrics.gain_over_classical:+.2f} "
+        f"points, 95% interval {100 * metrics.gain_over_classical_ci_low:+.2f} to "
+        f"{100 * metrics.gain_over_classical_ci_high:+.2f})"
+    )
+    if metrics.beats_classical:
+        log.info("the fine-tuned model beats the classical reference beyond noise: %s", numbers)
+    else:
+        log.warning(
+            "warning: the fine-tuned model does not beat the classical reference beyond noise: "
+            "%s; it is not worth its compute on these data",
+            numbers,
+        )
 
 
 def reliability_rows(baseline: Scores, finetuned: Scores, labels: np.ndarray) -> pd.DataFrame:

@@ -6,6 +6,7 @@ Numbers only (NumPy and scikit-learn), so the report can recompute nothing and r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,28 +24,31 @@ class Interval:
     high: float
 
 
-def paired_bootstrap(
-    labels: np.ndarray, baseline: np.ndarray, finetuned: np.ndarray
-) -> dict[str, Interval]:
-    """95% percentile intervals of both accuracies and of their difference, from the same
-    resamples of the test images for both models (paired), so the difference's interval
-    reflects only how the two disagree."""
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    right_a = (baseline == labels).astype(np.float32)
-    right_b = (finetuned == labels).astype(np.float32)
-    draws = rng.integers(0, len(labels), size=(RESAMPLES, len(labels)))
-    accuracy_a, accuracy_b = right_a[draws].mean(axis=1), right_b[draws].mean(axis=1)
+class Bootstrap:
+    """Accuracies of several models on the same resamples of the test images (paired), so the
+    interval of a difference reflects only where two models disagree."""
+
+    def __init__(self, labels: np.ndarray, predictions: Mapping[str, np.ndarray]) -> None:
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        draws = rng.integers(0, len(labels), size=(RESAMPLES, len(labels)))
+        self._accuracies = {
+            name: (predicted == labels).astype(np.float32)[draws].mean(axis=1)
+            for name, predicted in predictions.items()
+        }
+
+    def accuracy(self, model: str) -> Interval:
+        """The 95% interval of one model's accuracy."""
+        return _percentiles(self._accuracies[model])
+
+    def difference(self, model: str, other: str) -> Interval:
+        """The 95% interval of ``model``'s accuracy minus ``other``'s."""
+        return _percentiles(self._accuracies[model] - self._accuracies[other])
+
+
+def _percentiles(values: np.ndarray) -> Interval:
     tail = 100 * (1 - CONFIDENCE) / 2
-
-    def interval(values: np.ndarray) -> Interval:
-        low, high = np.percentile(values, [tail, 100 - tail])
-        return Interval(round(float(low), 6), round(float(high), 6))
-
-    return {
-        "baseline_accuracy": interval(accuracy_a),
-        "finetuned_accuracy": interval(accuracy_b),
-        "accuracy_delta": interval(accuracy_b - accuracy_a),
-    }
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return Interval(round(float(low), 6), round(float(high), 6))
 
 
 def macro_f1(labels: np.ndarray, predictions: np.ndarray, classes: int) -> float:

@@ -26,6 +26,15 @@ CHECKPOINTS = ("finetuned", "baseline")
 
 
 @dataclass(frozen=True)
+class ClassicalScores:
+    """The classical reference on the test split: its predicted classes, and how many
+    training images it was fitted on."""
+
+    predictions: np.ndarray
+    train_images: int
+
+
+@dataclass(frozen=True)
 class Scores:
     """One checkpoint on the test split: its class probabilities for every test image."""
 
@@ -60,16 +69,26 @@ class Metrics(BaseModel):
     finetuned_macro_f1: Fraction
     baseline_ece: Fraction  # expected calibration error, 15 bins
     finetuned_ece: Fraction
+    # The classical reference (``classical``) on the same test images, and the fine-tuned
+    # model's gain over it, with intervals from the same resamples
+    classical_accuracy: Fraction | None = None
+    classical_accuracy_ci_low: Fraction | None = None
+    classical_accuracy_ci_high: Fraction | None = None
+    gain_over_classical: Delta | None = None
+    gain_over_classical_ci_low: Delta | None = None
+    gain_over_classical_ci_high: Delta | None = None
+    classical_train_images: Positive | None = None
     baseline_accuracy_tta: Fraction | None = None
     finetuned_accuracy_tta: Fraction | None = None
     accuracy_delta_tta: Delta | None = None
     test_images: Positive
 
     @model_validator(mode="after")
-    def _tta_whole(self) -> Metrics:
-        given = [getattr(self, key) is not None for key in TTA_HEADLINE]
-        if any(given) and not all(given):
-            raise ValueError(f"it has some of {', '.join(TTA_HEADLINE)} but not all")
+    def _optional_parts_whole(self) -> Metrics:
+        for part in (TTA_HEADLINE, CLASSICAL_KEYS):
+            given = [getattr(self, key) is not None for key in part]
+            if any(given) and not all(given):
+                raise ValueError(f"it has some of {', '.join(part)} but not all")
         return self
 
     @classmethod
@@ -79,9 +98,10 @@ class Metrics(BaseModel):
         finetuned: Scores,
         labels: np.ndarray,
         tta: tuple[Scores, Scores] | None = None,
+        classical: ClassicalScores | None = None,
     ) -> Metrics:
         """The comparison of the two checkpoints on the test ``labels``, with TTA when it
-        ran."""
+        ran, and against the classical reference when it ran."""
         with_tta = {}
         if tta is not None:
             with_tta = {
@@ -89,7 +109,29 @@ class Metrics(BaseModel):
                 "finetuned_accuracy_tta": tta[1].accuracy,
                 "accuracy_delta_tta": tta[1].accuracy - tta[0].accuracy,
             }
-        intervals = analysis.paired_bootstrap(labels, baseline.predictions, finetuned.predictions)
+        models = {"baseline": baseline.predictions, "finetuned": finetuned.predictions}
+        if classical is not None:
+            models["classical"] = classical.predictions
+        paired = analysis.Bootstrap(labels, models)
+        intervals = {
+            "baseline_accuracy": paired.accuracy("baseline"),
+            "finetuned_accuracy": paired.accuracy("finetuned"),
+            "accuracy_delta": paired.difference("finetuned", "baseline"),
+        }
+        against_classical = {}
+        if classical is not None:
+            accuracy = float(np.mean(classical.predictions == labels))
+            low_high = {
+                "classical_accuracy": paired.accuracy("classical"),
+                "gain_over_classical": paired.difference("finetuned", "classical"),
+            }
+            against_classical = {
+                "classical_accuracy": accuracy,
+                "gain_over_classical": finetuned.accuracy - accuracy,
+                **{f"{key}_ci_low": i.low for key, i in low_high.items()},
+                **{f"{key}_ci_high": i.high for key, i in low_high.items()},
+                "classical_train_images": classical.train_images,
+            }
         classes = baseline.probabilities.shape[1]
         return cls(
             baseline_accuracy=baseline.accuracy,
@@ -99,6 +141,7 @@ class Metrics(BaseModel):
             finetuned_loss=finetuned.loss,
             **{f"{key}_ci_low": i.low for key, i in intervals.items()},
             **{f"{key}_ci_high": i.high for key, i in intervals.items()},
+            **against_classical,
             baseline_macro_f1=analysis.macro_f1(labels, baseline.predictions, classes),
             finetuned_macro_f1=analysis.macro_f1(labels, finetuned.predictions, classes),
             baseline_ece=analysis.reliability(
@@ -120,6 +163,17 @@ class Metrics(BaseModel):
     def tta(self) -> bool:
         return self.accuracy_delta_tta is not None
 
+    @property
+    def classical(self) -> bool:
+        """Whether the classical reference ran (``evaluate.classical`` is not none)."""
+        return self.classical_accuracy is not None
+
+    @property
+    def beats_classical(self) -> bool:
+        """Whether the fine-tuned model beats the classical reference beyond noise: the 95%
+        interval of its gain lies above zero. False when the reference did not run."""
+        return self.classical and self.gain_over_classical_ci_low > 0
+
     def headline(self) -> dict[str, float]:
         """Every number but the image count, TTA ones included when they ran: the fine-tuned
         model's first, then the baseline's, then their difference, the order a tracker
@@ -135,7 +189,7 @@ class Metrics(BaseModel):
         return {
             key: value
             for key, value in self.model_dump().items()
-            if key != "test_images" and value is not None
+            if key not in COUNTS and value is not None
         }
 
 
@@ -145,8 +199,14 @@ def _rank(key: str) -> int:
     return next(ranks, len(CHECKPOINTS))
 
 
-HEADLINE = tuple(key for key in Metrics.model_fields if key != "test_images" and "_tta" not in key)
+COUNTS = ("test_images", "classical_train_images")  # image counts: not results to compare
+CLASSICAL_KEYS = tuple(key for key in Metrics.model_fields if "classical" in key)
 TTA_HEADLINE = tuple(key for key in Metrics.model_fields if key.endswith("_tta"))
+HEADLINE = tuple(
+    key
+    for key in Metrics.model_fields
+    if key not in COUNTS and key not in TTA_HEADLINE and key not in CLASSICAL_KEYS
+)
 
 
 class ClassDetail(BaseModel):

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from src.finetune.evaluation.metrics import Metrics, PerClass
 from src.finetune.export.results import ExportReport
 from src.finetune.params import Params, Phase, trained_part
-from src.finetune.report.document import _pct, exports_table, recipe_lines, title
+from src.finetune.report.document import (
+    _pct,
+    certainty_lines,
+    classical_lines,
+    exports_table,
+    recipe_lines,
+    title,
+)
 from src.finetune.training.history import Summary
 
 
@@ -71,6 +78,7 @@ def render_model_card(
         "",
         "## How good it is",
         "",
+        *classical_lines(metrics, params),
         f"On the {metrics.test_images} held-out test images: {_pct(metrics.finetuned_accuracy)} "
         f"accuracy (loss {metrics.finetuned_loss:.4f}); the frozen-base baseline had "
         f"{_pct(metrics.baseline_accuracy)}."
@@ -80,6 +88,8 @@ def render_model_card(
             if metrics.tta
             else ""
         ),
+        "",
+        *certainty_lines(metrics),
         "",
         "| class | test accuracy |",
         "| --- | ---: |",
@@ -96,8 +106,10 @@ def render_model_card(
         f"- Made to tell these {len(classes)} classes apart in images like its training data. "
         "It has never seen any other class: shown one, it still answers with one of these, "
         "often with high probability. Check the probability before you trust an answer.",
-        f"- Images are resized to {height}x{width} without keeping their aspect ratio; small "
-        "details at that size are lost.",
+        "- Images are read the way `prepare` reads a folder: scaled so the shorter side is "
+        f"{min(height, width)} pixels and the longer side cropped to the centre, never "
+        "stretched; what lies outside that centre, and details smaller than a pixel at that "
+        "size, are not seen.",
         "- Accuracy was measured on one test split of the same source as the training data; "
         "expect less on images from elsewhere (another camera, light, background).",
         "",

@@ -16,20 +16,24 @@ def test_a_paired_interval_is_narrow_when_the_models_agree_and_holds_the_differe
     finetuned = baseline.copy()
     fixed = np.flatnonzero(baseline != labels)[:40]  # 40 of 400 images put right: +10 points
     finetuned[fixed] = labels[fixed]
-    intervals = analysis.paired_bootstrap(labels, baseline, finetuned)
-    delta = intervals["accuracy_delta"]
+    paired = analysis.Bootstrap(labels, {"baseline": baseline, "finetuned": finetuned})
+    delta = paired.difference("finetuned", "baseline")
     assert delta.low > 0 and delta.low < 0.10 < delta.high
-    accuracy = intervals["finetuned_accuracy"]
+    assert paired.difference("baseline", "finetuned") == analysis.Interval(-delta.high, -delta.low)
+    accuracy = paired.accuracy("finetuned")
     assert accuracy.low < np.mean(finetuned == labels) < accuracy.high
     # Paired: the difference is surer than either accuracy alone.
     assert delta.high - delta.low < accuracy.high - accuracy.low
-    assert analysis.paired_bootstrap(labels, baseline, finetuned) == intervals, "seeded"
+    again = analysis.Bootstrap(labels, {"finetuned": finetuned, "baseline": baseline})
+    assert again.difference("finetuned", "baseline") == delta, "seeded, whatever the order"
+    assert again.accuracy("finetuned") == accuracy
 
 
 def test_identical_models_have_a_zero_width_difference():
     labels = np.array([0, 1, 2, 0, 1])
     predictions = np.array([0, 1, 1, 0, 2])
-    delta = analysis.paired_bootstrap(labels, predictions, predictions)["accuracy_delta"]
+    paired = analysis.Bootstrap(labels, {"a": predictions, "b": predictions})
+    delta = paired.difference("a", "b")
     assert delta.low == delta.high == 0
 
 

@@ -5,8 +5,10 @@ import pytest
 
 from src.finetune.errors import PipelineError
 from src.finetune.evaluation.metrics import (
+    CLASSICAL_KEYS,
     HEADLINE,
     TTA_HEADLINE,
+    ClassicalScores,
     Metrics,
     PerClass,
     Scores,
@@ -75,6 +77,48 @@ def test_tta_adds_its_accuracies_and_delta_beside_the_plain_ones():
         "finetuned_accuracy_tta",
         "accuracy_delta_tta",
     }
+
+
+def test_the_classical_reference_is_scored_on_the_same_images_with_the_gain_over_it():
+    labels = np.arange(40) % 4
+    finetuned = Scores(0.3, 1.0, confident(labels))
+    wrong_quarter = np.where(np.arange(40) < 10, (labels + 1) % 4, labels)
+    classical = ClassicalScores(wrong_quarter, train_images=321)
+    metrics = Metrics.compare(BASELINE_40, finetuned, labels, classical=classical)
+    assert metrics.classical_accuracy == 0.75 and metrics.gain_over_classical == 0.25
+    assert metrics.classical_train_images == 321
+    assert metrics.gain_over_classical_ci_low > 0 and metrics.beats_classical
+    low, high = metrics.classical_accuracy_ci_low, metrics.classical_accuracy_ci_high
+    assert low < 0.75 < high
+    headline = list(metrics.headline())
+    assert headline[0] == "finetuned_accuracy" and "classical_train_images" not in headline
+    assert set(CLASSICAL_KEYS) - set(headline) == {"classical_train_images"}
+    # the same resamples as the checkpoints': adding the reference moves none of theirs
+    alone = Metrics.compare(BASELINE_40, finetuned, labels)
+    assert alone.accuracy_delta_ci_low == metrics.accuracy_delta_ci_low
+    assert not alone.classical and not alone.beats_classical
+
+
+def test_a_model_no_better_than_the_classical_reference_does_not_beat_it():
+    labels = np.arange(40) % 4
+    same = Scores(0.3, 1.0, confident(labels))
+    metrics = Metrics.compare(BASELINE_40, same, labels, classical=ClassicalScores(labels, 40))
+    assert metrics.gain_over_classical == 0 and not metrics.beats_classical
+
+
+def test_metrics_json_with_part_of_the_classical_reference_is_refused(tmp_path):
+    labels = np.arange(40) % 4
+    metrics = Metrics.compare(BASELINE_40, BASELINE_40, labels,
+                              classical=ClassicalScores(labels, 40))  # fmt: skip
+    values = metrics.model_dump(exclude_none=True)
+    del values["gain_over_classical_ci_high"]
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(values))
+    with pytest.raises(PipelineError, match="gain_over_classical_ci_high"):
+        read_metrics(path)
+
+
+BASELINE_40 = Scores(1.0, 0.25, confident(np.zeros(40, int)))
 
 
 def test_confusion_rows_name_classes_per_image():

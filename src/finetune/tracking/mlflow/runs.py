@@ -169,11 +169,20 @@ def recipe(params: Params) -> str:
 
 
 def headline(metrics: Metrics) -> str:
-    """The test accuracies, in bold above the recipe on the run's page."""
+    """The test accuracies, in bold above the recipe on the run's page: the fine-tuned
+    model's, the frozen base's, and the classical reference's when it ran, with a warning
+    when the fine-tuned model does not beat it beyond noise."""
+    against = ""
+    if metrics.classical:
+        verdict = "beyond noise" if metrics.beats_classical else "NOT beyond noise"
+        against = (
+            f"; classical reference {100 * metrics.classical_accuracy:.2f}% "
+            f"({100 * metrics.gain_over_classical:+.2f} points, {verdict})"
+        )
     return (
         f"**Test accuracy {100 * metrics.finetuned_accuracy:.2f}% fine-tuned, "
         f"{100 * metrics.baseline_accuracy:.2f}% with the base frozen "
-        f"({100 * metrics.accuracy_delta:+.2f} points).**"
+        f"({100 * metrics.accuracy_delta:+.2f} points){against}.**"
     )
 
 
