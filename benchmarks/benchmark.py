@@ -33,18 +33,19 @@ import psutil
 from ruamel.yaml import YAML
 
 from src.finetune.files import write_json
-from src.finetune.params import apply_overrides
+from src.finetune.params import apply_overrides, check_params
 from src.recipes import load_recipe
-from tests.support.projects import copy_files
-from tests.support.sample import write_archive
+from workbench.archives import write_archive
+from workbench.projects import copy_files
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ("src", "benchmarks", "recipes", "dvc.yaml", "params.yaml")
 PHASE2_LR = 1e-3
 
 
-def measure(command: list[str], cwd: Path) -> dict[str, float]:
-    """Wall time and peak resident memory of the biggest process the command starts."""
+def measure(command: list[str], cwd: Path, keep_output: bool = False) -> dict:
+    """Wall time and peak resident memory of the biggest process the command starts (and
+    with ``keep_output``, what it printed, as ``output``)."""
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env |= {"DVC_NO_ANALYTICS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -65,7 +66,8 @@ def measure(command: list[str], cwd: Path) -> dict[str, float]:
     output = process.stdout.read() if process.stdout else ""
     if process.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{output[-3000:]}")
-    return {"wall_s": round(wall, 1), "peak_rss_mb": round(peak / 2**20)}
+    kept = {"output": output} if keep_output else {}
+    return {"wall_s": round(wall, 1), "peak_rss_mb": round(peak / 2**20), **kept}
 
 
 def write_params(workdir: Path, overrides: dict[str, Any]) -> dict:
@@ -132,7 +134,8 @@ def time_row(workdir: Path, row: dict[str, Any], train_images: int) -> dict:
         ("phase2", "recipe"): [*recipe, "--phase", "2", "--epochs", str(epochs["phase2"]),
                                "--initial-epoch", str(epochs["phase1"]),
                                "--lr", str(row["recipe"]["phase2_lr"]),
-                               "--unfreeze-last", str(params["phase2"]["unfreeze_last"]),
+                               "--unfreeze-last", str(check_params(params, workdir /
+                                                   "params.yaml").unfrozen_layers()),
                                "--history", "r2.json"],
     }  # fmt: skip
     histories = {

@@ -27,7 +27,7 @@ from ruamel.yaml import YAML
 
 from benchmarks.benchmark import ROOT, measure, write_params
 from src.finetune.files import write_json
-from tests.support.projects import copy_files
+from workbench.projects import copy_files
 
 PROJECT = ("src", "dvc.yaml", "params.yaml", "data/images/README.md")
 CLASSES = 10

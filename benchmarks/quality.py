@@ -1,22 +1,29 @@
-"""How good the pipeline's models are on real photos: the real DVC stages on Fashion-MNIST
-(Debian's dataset-fashion-mnist) and on scikit-learn's digits, several seeds per row.
+"""What the pipeline's models are worth on real photos: the real DVC stages on Fashion-MNIST
+(Debian's dataset-fashion-mnist) and on scikit-learn's digits, against the classical
+reference every evaluation fits and against training from scratch, several seeds per row.
 
-    make bench-quality      # python -m benchmarks.quality [--per-class 100 1000] [--seeds 3]
+    make bench-quality      # python -m benchmarks.quality --data fashion-mnist-1000 --rows course
 
-Each row is a set of params on top of params.yaml, run with `dvc repro` in a scratch DVC
-repository holding the photos as a class folder with its test split given (a fixed set of
-``--test-per-class`` photos of each class from the package's own test set), with
-EfficientNet-Lite0 and the ImageNet weights `make install` brings:
+Each row is a set of params on top of params.yaml, run with `dvc repro --force` (every stage,
+timed as a whole) in a scratch DVC repository holding the photos as a class folder:
 
-- ``course``: the course recipe (phase 1, the frozen base, is ``baseline``; phase 2, fine-
-  tuned, is ``finetuned``), and ``random``: the same with random weights;
-- ``strong``: recipes/strong.yaml (its unfreezing fitted to Lite0's 151 layers), and one row
-  per technique of it added to the course recipe alone;
-- ``size-N``: the course recipe at N pixels;
-- TTA: every row's evaluate also reports its ``_tta`` accuracies (evaluate.tta: 2).
+- Fashion-MNIST: N training photos of each class (``fashion-mnist-100``, ``-1000``), drawn
+  again for each seed so the spread holds the data's own variance, or all 60,000
+  (``fashion-mnist-full``); always the full 10,000 test photos as the test split;
+- the digits: scikit-learn's 1,797, as `make demo` writes them, 20% of each class held out
+  for testing (the demo's split).
 
-Writes reports/quality.json (every run: params, metrics, wall time; every row: mean and
-standard deviation over the seeds) and reports/figures/quality.png.
+Validation is 10% of the training photos (``data.val_split``), held out by ``prepare``. Every
+run records the validation accuracy of the epoch each phase kept beside the test accuracies:
+the conclusions (which row is best for which data) are drawn from validation, and the test
+accuracy of the rows chosen is what docs/quality.md reports.
+
+Rows (``ROWS``): ``course`` is params.yaml's course recipe on EfficientNet-Lite0; each
+``course+<change>`` row changes one thing of it; ``scratch`` trains every layer from random
+weights in the course recipe's time; ``recipe:<name>`` is ``recipes/<name>.yaml``, and
+``recipe:<name>@<backbone>`` the same on another backbone. Writes reports/quality.json (every
+run, every row's mean and standard deviation over the seeds) and reports/figures/quality.png
+(the learning curve: test accuracy against training photos per class).
 """
 
 from __future__ import annotations
@@ -32,61 +39,89 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from benchmarks.benchmark import ROOT, measure, write_params
 from src.finetune.files import write_json
 from src.recipes import load_recipe
-from tests.support import fashion_mnist
-from tests.support.projects import copy_files
+from workbench import fashion_mnist
+from workbench.projects import copy_files
 
 PROJECT = ("src", "recipes", "dvc.yaml", "params.yaml")
-COURSE = {
+# What every row shares: the photos as a folder, Lite0 with its ImageNet weights, 64 pixels,
+# TTA reported beside the plain numbers, no tracking and no exports (the numbers are what
+# counts here).
+COMMON = {
     "data.source": "folder",
     "data.folder": "data/photos",
     "data.image_size": 64,
     "model.backbone": "efficientnetlite0",
     "model.weights": "imagenet",
     "evaluate.tta": 2,
-    "tracker": "none",  # the numbers are what counts here, not their runs
+    "export.formats": [],
+    "tracker": "none",
 }
-LITE0_UNFREEZE = 100  # block5 to the top: the strong recipe's 237 is EfficientNetV2B0's
-# The strong recipe's keys, by technique: each is added to the course recipe on its own.
-TECHNIQUES = {
-    "augment": ("augment.flip", "augment.crop_pad"),
-    "adamw": ("phase1.optimizer", "phase1.weight_decay", "phase2.optimizer", "phase2.weight_decay"),
-    "cosine": ("phase1.schedule", "phase1.warmup_epochs",
-               "phase2.schedule", "phase2.warmup_epochs"),
-    "label-smoothing": ("phase1.label_smoothing", "phase2.label_smoothing"),
-    "discriminative": ("phase2.lr", "phase2.unfreeze_last", "phase2.lr_decay"),
-    "gradual": ("phase2.unfreeze_last", "phase2.unfreeze_every"),
-}  # fmt: skip
-SIZES = (32, 96, 128)
+# Per dataset: mirror images are other shapes for digits, not for clothes.
+DATA = {
+    "fashion-mnist": {"evaluate.tta_flip": True},
+    "digits": {"evaluate.tta_flip": False},
+}
+# Training from scratch: random weights, every layer and BatchNormalization training, phase 1
+# reduced to one epoch (a head on random features learns nothing worth keeping), at a rate
+# for random weights; its epochs fill the course recipe's time (see docs/quality.md).
+SCRATCH = {
+    "model.weights": "none",
+    "phase1.epochs": 1,
+    "phase2.unfreeze_last": 1.0,
+    "phase2.train_batchnorm": True,
+    "phase2.lr": 1e-3,
+    "phase2.optimizer": "adamw",
+    "phase2.weight_decay": 0.05,
+    "phase2.schedule": "cosine",
+    "phase2.warmup_epochs": 1,
+}
+# One change each to the course recipe.
+CHANGES = {
+    "lr-1e-4": {"phase2.lr": 1e-4},
+    "lr-1e-3": {"phase2.lr": 1e-3},
+    "unfreeze-0.66": {"phase2.unfreeze_last": 0.66},
+    "unfreeze-all": {"phase2.unfreeze_last": 1.0},
+    "decay-0.3": {"phase2.lr_decay": 0.3},
+    "batchnorm": {"phase2.train_batchnorm": True},
+    "ema": {"phase2.ema": 0.99},
+    "size-32": {"data.image_size": 32},
+    "size-96": {"data.image_size": 96},
+    "augment": {"augment.flip": True, "augment.crop_pad": 4},
+}
 KEYS = (
     "baseline_accuracy",
     "finetuned_accuracy",
     "baseline_accuracy_tta",
     "finetuned_accuracy_tta",
+    "classical_accuracy",
+    "gain_over_classical",
+    "gain_over_classical_ci_low",
+    "baseline_val_accuracy",
+    "finetuned_val_accuracy",
+    "finetuned_val_accuracy_tta",
 )
 
 
-def strong_recipe() -> dict[str, Any]:
-    recipe = load_recipe("strong", ROOT)
-    return recipe | {"phase2.unfreeze_last": LITE0_UNFREEZE, "evaluate.tta": 2}
-
-
-def rows(selected: list[str] | None) -> dict[str, dict[str, Any]]:
-    """Every row's params on top of the course recipe."""
-    strong = strong_recipe()
-    table = {
-        "course": {},
-        "random": {"model.weights": "none"},
-        "strong": strong,
-        **{
-            f"course+{name}": {key: strong[key] for key in keys}
-            for name, keys in TECHNIQUES.items()
-        },
-        **{f"size-{size}": {"data.image_size": size} for size in SIZES},
-    }
-    return {name: table[name] for name in (selected or table)}
+def row_params(row: str, dataset: str) -> dict[str, Any]:
+    """A row's params on top of params.yaml: the course recipe, one change, from scratch, or
+    a recipe (on another backbone after ``@``)."""
+    base = COMMON | DATA["digits" if dataset == "digits" else "fashion-mnist"]
+    if row == "course":
+        return base
+    if row == "scratch":
+        return base | SCRATCH
+    if row.startswith("course+"):
+        return base | CHANGES[row.removeprefix("course+")]
+    if row.startswith("recipe:"):
+        name, _, backbone = row.removeprefix("recipe:").partition("@")
+        recipe = load_recipe(name, ROOT)
+        return base | recipe | ({"model.backbone": backbone} if backbone else {})
+    raise SystemExit(f"error: bench-quality: unknown row {row!r}; see --help")
 
 
 def scratch_repository(workdir: Path) -> None:
@@ -95,33 +130,54 @@ def scratch_repository(workdir: Path) -> None:
     shutil.copytree(ROOT / ".dvc/plots", workdir / ".dvc/plots")
 
 
-def write_photos(workdir: Path, dataset: str, per_class: int, test_per_class: int) -> None:
+def write_photos(workdir: Path, dataset: str, seed: int) -> None:
+    """The dataset's photos as data/photos; Fashion-MNIST's training photos drawn with
+    ``seed`` (all of them for ``-full``), its test photos always the 10,000. Written once
+    when the seed changes nothing."""
     target = workdir / "data/photos"
+    per_class = PER_CLASS.get(dataset)
+    drawn = per_class is not None and dataset != "fashion-mnist-full"
+    written = f"{dataset} {seed if drawn else ''}"
+    marker = workdir / "data/photos.written"
+    if marker.is_file() and marker.read_text() == written:
+        return
     shutil.rmtree(target, ignore_errors=True)
-    if dataset == "fashion-mnist":
-        fashion_mnist.write_folder(target, per_class, test_per_class, seed=0)
-    else:
+    if dataset == "digits":
         from src.demo import write_digits
 
         write_digits(target)
+    else:
+        fashion_mnist.write_folder(target, per_class if drawn else None, None, seed=seed)
+    marker.write_text(written)
 
 
-def run_row(workdir: Path, overrides: dict[str, Any], seed: int) -> dict[str, Any]:
-    params = COURSE | overrides | {"seed": seed}
-    write_params(workdir, params)
+def kept_val_accuracy(workdir: Path, phase: str) -> float:
+    """The validation accuracy of the epoch the phase kept (evaluate measures the fine-tuned
+    model's itself, with TTA too)."""
+    history = pd.read_csv(workdir / f"reports/{phase}_history.csv")
+    kept = json.loads((workdir / f"reports/{phase}_summary.json").read_text())["kept_epoch"]
+    return round(float(history.loc[history["epoch"] == kept, "val_accuracy"].iloc[0]), 4)
+
+
+def run_row(workdir: Path, params: dict[str, Any], seed: int) -> dict[str, Any]:
+    write_params(workdir, params | {"seed": seed})
     started = time.monotonic()
-    measure(["dvc", "repro"], workdir)
+    measured = measure(["dvc", "repro", "--force"], workdir)
+    wall = round(time.monotonic() - started, 1)
     metrics = json.loads((workdir / "reports/metrics.json").read_text())
+    val = {"baseline_val_accuracy": kept_val_accuracy(workdir, "phase1")}
     return {
         "seed": seed,
-        "wall_s": round(time.monotonic() - started, 1),
-        **{key: metrics.get(key) for key in KEYS},
+        "wall_s": wall,
+        "peak_rss_mb": measured["peak_rss_mb"],
+        **{key: (val | metrics).get(key) for key in KEYS},
         "test_images": metrics["test_images"],
+        "train_images": metrics.get("classical_train_images"),
     }
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and standard deviation of each accuracy over the seeds, and the wall time."""
+    """Mean and standard deviation of each number over the seeds."""
     out: dict[str, Any] = {"seeds": len(runs)}
     for key in (*KEYS, "wall_s"):
         values = [run[key] for run in runs if run.get(key) is not None]
@@ -131,109 +187,148 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
-    """One panel per dataset: each row's mean test accuracy after phase 1 and after phase 2,
-    with one standard deviation over the seeds."""
+def chosen(table: dict[str, Any]) -> str | None:
+    """The row with the best mean validation accuracy of the fine-tuned model: chosen on
+    validation, never on test."""
+    scored = {row: r["finetuned_val_accuracy"] for row, r in table.items()
+              if r.get("finetuned_val_accuracy") is not None}  # fmt: skip
+    return max(scored, key=scored.get) if scored else None
+
+
+PER_CLASS = {"fashion-mnist-100": 100, "fashion-mnist-1000": 1000, "fashion-mnist-full": 6000}
+CURVES = {
+    "classical reference": (None, "classical_accuracy"),  # the same in every row: any row
+    "from scratch": ("scratch", "finetuned_accuracy"),
+    "course recipe": ("course", "finetuned_accuracy"),
+}
+
+
+def plot(results: dict[str, Any], path: Path, recipe: str) -> None:
+    """The learning curve: mean test accuracy against training photos per class on
+    Fashion-MNIST (log scale), one standard deviation over the seeds as error bars, for the
+    classical reference, training from scratch, the course recipe and ``recipe``."""
     from matplotlib.figure import Figure
 
-    datasets = results["datasets"]
-    figure = Figure(figsize=(11, 3.2 * len(datasets)))
-    axes = figure.subplots(len(datasets), 1, squeeze=False)[:, 0]
-    for axis, (name, table) in zip(axes, datasets.items(), strict=True):
-        names = list(table)
-        bars = ((-0.2, "baseline_accuracy", "phase 1 (frozen)"),
-                (0.2, "finetuned_accuracy", "phase 2 (fine-tuned)"))  # fmt: skip
-        for offset, key, label in bars:
-            axis.bar(
-                [i + offset for i in range(len(names))],
-                [table[n].get(key, 0) for n in names],
-                width=0.4,
-                yerr=[table[n].get(f"{key}_std", 0) for n in names],
-                label=label,
-                capsize=3,
-            )
-        axis.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize="small")
-        axis.set_ylabel("test accuracy")
-        axis.set_title(f"{name}: mean of {table[names[0]]['seeds']} seeds, one std as error bar")
-        axis.set_ylim(0, 1)
-        axis.grid(True, axis="y", alpha=0.3)
-        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    figure = Figure(figsize=(7.5, 4.8))
+    axis = figure.subplots()
+    curves = CURVES | {f"{recipe}": (f"recipe:{recipe}", "finetuned_accuracy")}
+    for label, (row, key) in curves.items():
+        points = [
+            (per_class, table[row] if row else next(iter(table.values())))
+            for name, per_class in PER_CLASS.items()
+            if (table := results["datasets"].get(name)) and (row is None or row in table)
+        ]
+        if not points:
+            continue
+        axis.errorbar(
+            [n for n, _ in points],
+            [r[key] for _, r in points],
+            yerr=[r.get(f"{key}_std", 0) for _, r in points],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
+    axis.set_xscale("log")
+    axis.set_xlabel("training photos per class (90% train, 10% validation)")
+    axis.set_ylabel("test accuracy (10,000 photos)")
+    axis.set_title("Fashion-MNIST: mean of 3 seeds, one standard deviation as error bars")
+    axis.grid(True, alpha=0.3)
+    axis.legend(loc="lower right")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    figure.savefig(path, dpi=110)
+
+
+def _cell(result: dict[str, Any], key: str) -> str:
+    if key not in result:
+        return "n/a"
+    return f"{result[key]:.3f} ± {result[f'{key}_std']:.3f}"
+
+
+NOT_SHOWN = "n/s"  # an ablation row's test numbers, not shown (see markdown)
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The tables docs/quality.md shows: mean ± std over the seeds, and the wall time."""
+    """The tables docs/quality.md shows: validation first (what choices are made on), then
+    test, mean ± std over the seeds, and the wall time of a run of all the stages. A
+    ``course+<change>`` row measures what one change does, judged on validation: its test
+    numbers are left out, so that no choice can be read off them."""
     lines = []
     for name, table in results["datasets"].items():
+        best = chosen(table)
+        seeds = next(iter(table.values()))["seeds"]
         lines += [
-            f"**{name}** ({next(iter(table.values()))['seeds']} seeds a row)",
+            f"**{name}** ({seeds} seeds a row; best on validation: `{best}`)",
             "",
-            "| row | phase 1 (frozen) | phase 2 (fine-tuned) | phase 2 with TTA | wall time |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            "| row | val (fine-tuned) | test: frozen (phase 1) | test: fine-tuned "
+            "| with TTA | classical reference | beats it beyond noise | wall time |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for row, result in table.items():
-            cells = [
-                f"{result[key]:.3f} ± {result[f'{key}_std']:.3f}" if key in result else "n/a"
-                for key in ("baseline_accuracy", "finetuned_accuracy", "finetuned_accuracy_tta")
-            ]
-            lines.append(f"| {row} | {' | '.join(cells)} | {result['wall_s']:.0f} s |")
+            ablation = row.startswith("course+")
+            tested = ("baseline_accuracy", "finetuned_accuracy", "finetuned_accuracy_tta",
+                      "classical_accuracy")  # fmt: skip
+            cells = [_cell(result, "finetuned_val_accuracy")]
+            cells += [NOT_SHOWN if ablation else _cell(result, key) for key in tested]
+            beats = sum(r.get("gain_over_classical_ci_low", 0) > 0 for r in result["runs"])
+            cells.append(NOT_SHOWN if ablation else f"{beats} of {len(result['runs'])} runs")
+            mark = f"**{row}**" if row == best else row
+            lines.append(f"| {mark} | {' | '.join(cells)} | {result['wall_s']:.0f} s |")
         lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--per-class", type=int, nargs="*", default=[100, 1000])
-    parser.add_argument("--test-per-class", type=int, default=200)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--rows", nargs="+", help="only these rows (default: all)")
-    parser.add_argument("--digits", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--out", type=Path, default=ROOT / "reports/quality.json")
-    parser.add_argument("--table", action="store_true", help="print --out's tables and stop")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
-        "--append", action="store_true", help="keep --out's other rows; replace the rows run now"
+        "--data",
+        nargs="+",
+        default=["fashion-mnist-100", "fashion-mnist-1000", "digits"],
+        choices=[*PER_CLASS, "digits"],
     )
+    parser.add_argument("--rows", nargs="+", default=["course", "scratch"],
+                        help="course, scratch, course+<change> (" + ", ".join(CHANGES)
+                        + "), recipe:<name>[@<backbone>]")  # fmt: skip
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "reports/quality.json")
+    parser.add_argument("--figure-recipe", default="fashion", help="the recipe the curve shows")
+    parser.add_argument("--table", action="store_true", help="print --out's tables and stop")
     args = parser.parse_args(argv)
-    if args.table:
-        print(markdown(json.loads(args.out.read_text())))
-        return
-    try:
-        fashion_mnist.split("t10k")
-    except fashion_mnist.Missing as missing:
-        raise SystemExit(f"error: bench-quality: {missing}") from None
-    datasets = [("fashion-mnist", n) for n in args.per_class] + (
-        [("digits", 0)] if args.digits else []
-    )
-    results: dict[str, Any] = {"test_per_class": args.test_per_class, "datasets": {}}
-    if args.append and args.out.is_file():
+    results: dict[str, Any] = {"datasets": {}}
+    if args.out.is_file():  # each run adds its rows and keeps the others
         results = json.loads(args.out.read_text())
-        if results["test_per_class"] != args.test_per_class:
-            raise SystemExit(f"error: bench-quality: {args.out} has another --test-per-class")
+    if args.table:
+        print(markdown(results))
+        plot(results, args.out.parent / "figures" / "quality.png", args.figure_recipe)
+        return
+    if any(name.startswith("fashion") for name in args.data):
+        try:
+            fashion_mnist.split("t10k")
+        except fashion_mnist.Missing as missing:
+            raise SystemExit(f"error: bench-quality: {missing}") from None
+    rows = {(name, row): row_params(row, name) for name in args.data for row in args.rows}
     workdir = Path(tempfile.mkdtemp(prefix="finetune-quality-"))
     try:
         scratch_repository(workdir)
-        for dataset, per_class in datasets:
-            name = f"{dataset}-{per_class}" if per_class else dataset
-            write_photos(workdir, dataset, per_class, args.test_per_class)
-            table = rows(args.rows if dataset == "fashion-mnist" else ["course", "random"])
-            results["datasets"].setdefault(name, {})
-            for row, overrides in table.items():
+        for name in args.data:
+            for row in args.rows:
                 runs = []
                 for seed in range(args.seeds):
                     print(f"{name} {row} seed {seed}", flush=True)
-                    runs.append(run_row(workdir, overrides, seed))
+                    write_photos(workdir, name, seed)
+                    runs.append(run_row(workdir, rows[(name, row)], seed))
                     print(f"  {runs[-1]}", flush=True)
-                results["datasets"][name][row] = {
-                    "params": overrides,
+                results["datasets"].setdefault(name, {})[row] = {
+                    "params": rows[(name, row)],
                     "runs": runs,
                     **summary(runs),
                 }
                 write_json(args.out, results)  # each finished row kept, even if a later fails
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    plot(results, args.out.parent / "figures" / "quality.png")
+    plot(results, args.out.parent / "figures" / "quality.png", args.figure_recipe)
     print(markdown(results))
 
 

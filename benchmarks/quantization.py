@@ -28,11 +28,11 @@ import numpy as np
 
 from benchmarks.benchmark import ROOT, write_params
 from benchmarks.tuning import _env
-from src.demo import OVERRIDES as DEMO
-from src.demo import write_digits
+from src.demo import demo_overrides, write_digits
 from src.finetune.files import write_json
-from tests.support.projects import PROJECT_FILES, copy_files
+from workbench.projects import PROJECT_FILES, copy_files
 
+DEMO = demo_overrides(ROOT)
 SETTINGS = DEMO | {"export.formats": [], "tracker": "none"}
 OUT = ROOT / "reports/quantization.json"
 WAYS = {"float_rescaling": True, "all_int8": False}

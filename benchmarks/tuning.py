@@ -32,18 +32,18 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from benchmarks.benchmark import ROOT, write_params
-from src.demo import OVERRIDES as DEMO
-from src.demo import write_digits
+from src.demo import demo_overrides, write_digits
 from src.finetune.files import write_json
-from tests.support.projects import PROJECT_FILES, copy_files
+from workbench.projects import PROJECT_FILES, copy_files
 
 PRUNERS = ("median", "none")
+DEMO = demo_overrides(ROOT)
 SETTINGS = DEMO | {"export.formats": [], "tracker": "none"}
 OUT = ROOT / "reports/tuning/benchmark.json"
 
 
 def scratch_repository(workdir: Path) -> None:
-    copy_files((*PROJECT_FILES, "recipes"), ROOT, workdir)
+    copy_files(PROJECT_FILES, ROOT, workdir)
     write_digits(workdir / DEMO["data.folder"])
     write_params(workdir, SETTINGS)
     space = YAML(typ="safe").load((ROOT / "tune.yaml").read_text())

@@ -36,9 +36,10 @@ from src.finetune.params import (
     apply_overrides,
     check_params,
     flatten,
+    load_params,
     read_yaml,
 )
-from src.finetune.tracking import Status
+from src.finetune.tracking import Status, backend
 from src.finetune.training.history import (
     kept_epochs,
     read_history,
@@ -126,8 +127,6 @@ def changed_output(stages: list[str]) -> tuple[str, str] | None:
 def relog(paths: dict[str, Path], lock: Path = LOCK, params_file: Path = PARAMS) -> str:
     """Log the outputs that exist to one comparison run, with the params dvc.lock says made
     them; returns its id."""
-    from src.finetune.tracking.mlflow import open_execution_tracker  # MLflow loads in seconds
-
     present = {name: path for name, path in paths.items() if path.is_file()}
     phases = [phase for phase in Phase if f"{phase}-history" in present]
     if not phases:
@@ -147,7 +146,7 @@ def relog(paths: dict[str, Path], lock: Path = LOCK, params_file: Path = PARAMS)
         "".join(content_hash(present[name]) for name in sorted(present)).encode()
     ).hexdigest()
     # Not wrapped in SafeTracker: logging is this tool's only job, so a failure is its exit.
-    tracker = open_execution_tracker(params, f"relog-{key}", f"relog-{key[:8]}", logged)
+    tracker = backend(params).execution(params, f"relog-{key}", f"relog-{key[:8]}", logged)
     tracker.log_execution(history, kept_epochs(summaries), metrics)
     tracker.log_artifacts(list(present.values()))
     tracker.close(Status.FINISHED)
@@ -157,10 +156,9 @@ def relog(paths: dict[str, Path], lock: Path = LOCK, params_file: Path = PARAMS)
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.parse_args(argv)
-    from src.finetune.tracking.mlflow.store import tracking_uri
-
     run_id = relog(report_paths())
-    print(f"logged the pipeline's outputs to run {run_id} at {tracking_uri()}")
+    where = backend(load_params(PARAMS)).location()
+    print(f"logged the pipeline's outputs to run {run_id} at {where}")
 
 
 if __name__ == "__main__":

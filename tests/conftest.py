@@ -1,11 +1,14 @@
 """Fixtures that build tiny data: a generated archive in the official CIFAR-10 layout, a
-directory where the six stages ran on it, and an empty working directory."""
+directory where the six stages ran on it (once for all workers), and an empty working
+directory."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests.support.commands import STAGE_ENV, stage_args
 from tests.support.params import (
@@ -15,7 +18,7 @@ from tests.support.params import (
     tiny_overrides,
     write_params,
 )
-from tests.support.sample import write_archive
+from workbench.archives import write_archive
 
 
 @pytest.fixture(scope="session")
@@ -26,12 +29,28 @@ def sample_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]
 
 
 @pytest.fixture(scope="session")
-def pipeline(tmp_path_factory, sample_archive) -> Path:
-    """A directory where all six stages ran in-process, in order, on tiny data."""
+def pipeline(tmp_path_factory, worker_id) -> Path:
+    """A directory where all six stages ran in-process, in order, on tiny data: built once
+    for the whole run, by the first xdist worker that needs it (pytest-xdist's FileLock
+    recipe); the others wait for it and read the same directory. Tests only read it."""
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the run's folder, above every worker's own
+    root = shared / "stages"
+    done = shared / "stages.done"
+    with FileLock(shared / "stages.lock"):
+        if not done.is_file():
+            shutil.rmtree(root, ignore_errors=True)  # an earlier worker died half-way
+            run_every_stage(root, shared / "cifar-10-sample.tar.gz")
+            done.touch()
+    return root
+
+
+def run_every_stage(root: Path, archive: Path) -> None:
     from src.stages import evaluate, export, phase1_extract, phase2_finetune, prepare, report
 
-    root = tmp_path_factory.mktemp("stages")
-    archive, sha256 = sample_archive
+    root.mkdir(parents=True)
+    sha256 = write_archive(archive, TINY_TRAIN, TINY_TEST, seed=1)
     exports = {"export.formats": project_params().export.formats}  # the default formats
     write_params(root / "params.yaml", tiny_overrides(str(archive), sha256) | exports)
     with pytest.MonkeyPatch.context() as patch:
@@ -40,7 +59,6 @@ def pipeline(tmp_path_factory, sample_archive) -> Path:
             patch.delenv(name, raising=False)
         for stage in (prepare, phase1_extract, phase2_finetune, evaluate, export, report):
             stage.main(stage_args(stage.STAGE.name))
-    return root
 
 
 @pytest.fixture

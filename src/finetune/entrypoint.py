@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -56,6 +57,7 @@ def run_stage(name: str, main: Callable[[], None], resumable: bool = False) -> N
     ``resumable`` stage (a training phase) says that its next run resumes."""
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", force=True)
     quiet_tensorflow()
+    quiet_libraries()
     stop_on_signals()
     watch_dvc_parent()
     try:
@@ -166,10 +168,31 @@ def quiet_tensorflow() -> None:
     sys.meta_path.insert(0, _QuietTensorFlow())
 
 
+# What LiteRT's converter and interpreter write to stderr from C++ on every int8 export and
+# every file opened: settings echoed back and the CPU delegate's creation, never a problem.
+LITERT_NOTICES = re.compile(
+    r"^fully_quantize: \d+, inference_type: \d+"
+    r"|Created TensorFlow Lite XNNPACK delegate for CPU"
+    r"|flatbuffer_export\.cc:\d+\] Skipping runtime version metadata"
+)
+
+
+def quiet_libraries() -> None:
+    """Keep other libraries' routine notices out of the stage's log, so that what remains
+    (the stage's lines, and any real warning) is read: MLflow's INFO lines and the download
+    progress bars for the models it logs, tf2onnx's NumPy deprecation notice, and TensorFlow's notice that
+    ``tf.lite.Interpreter`` is deprecated, which its own int8 quantiser calls (the runtimes
+    use LiteRT's interpreter)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO: what it is doing
+    warnings.filterwarnings("ignore", message="In the future `np.object`", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+
+
 @contextmanager
-def startup_notices_filtered() -> Iterator[None]:
+def native_notices_filtered(notices: re.Pattern[str] = STARTUP_NOTICES) -> Iterator[None]:
     """Capture what is written to stderr (the file descriptor, as C++ writes it) and pass on
-    the lines that are not TensorFlow's start-up notices."""
+    the lines that are not ``notices`` (TensorFlow's start-up notices by default)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
@@ -181,7 +204,7 @@ def startup_notices_filtered() -> Iterator[None]:
             os.close(saved)
             captured.seek(0)
             for line in captured.read().decode(errors="replace").splitlines(keepends=True):
-                if not STARTUP_NOTICES.search(line):
+                if not notices.search(line):
                     sys.stderr.write(line)
             sys.stderr.flush()
 
@@ -205,6 +228,6 @@ class _QuietTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
-        with startup_notices_filtered():
+        with native_notices_filtered():
             self._loader.exec_module(module)
             module.config.list_physical_devices()  # the CUDA probe, once, now

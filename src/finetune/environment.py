@@ -23,6 +23,7 @@ STUDY_RUN = "FINETUNE_STUDY_RUN"
 # And what the stage that stops a pruned trial tells it back: the trial's user attribute
 # holding the epoch it stopped after.
 PRUNED_AT = "pruned_at_epoch"
+STOPPED_BECAUSE = "stopped_because"  # why the stage stopped a trial early, in words
 
 
 PR_SET_PDEATHSIG = 1
@@ -125,9 +126,14 @@ def die_with_parent() -> None:
         _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def experiment_baseline() -> str | None:
+    """The commit a `dvc exp run` started from, when this process runs under one."""
+    return os.environ.get("DVC_EXP_BASELINE_REV") or None
+
+
 def git_commit() -> str | None:
     """The commit the code comes from: the experiment's baseline under ``dvc exp run``."""
-    if rev := os.environ.get("DVC_EXP_BASELINE_REV"):
+    if rev := experiment_baseline():
         return rev
     try:
         result = subprocess.run(

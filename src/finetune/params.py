@@ -25,8 +25,11 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.events import AliasEvent
 
+from src.finetune.environment import experiment_baseline
 from src.finetune.errors import PipelineError, first_line
 from src.finetune.model.backbones import BACKBONES, Backbone
 
@@ -40,6 +43,7 @@ Limit = Annotated[int, Field(ge=1, le=1_000_000_000)]
 # The most Keras's RandAugment can pick from: it draws operations from nine.
 RANDAUGMENT_OPERATIONS = 9
 MAX_TTA_VIEWS = 8
+SHIFTED_VIEWS = 4  # TTA's views without mirror images: shifted up, down, left and right
 
 
 class Phase(enum.StrEnum):
@@ -202,15 +206,39 @@ class Phase1Params(PhaseParams):
 
 
 class Phase2Params(PhaseParams):
-    unfreeze_last: int = Field(ge=0)
+    # How much of the base phase 2 unfreezes: layers counted from the top (an integer, the
+    # course's unit), or a fraction of the base's layers (0.5 = the top half, 1.0 = all),
+    # which means the same depth on every backbone.
+    unfreeze_last: int | float
     lr_decay: float = Field(gt=0, le=1)
     unfreeze_every: int = Field(ge=0, le=10_000)
+    train_batchnorm: bool
+
+    @field_validator("unfreeze_last")
+    @classmethod
+    def _layers_or_fraction(cls, value: int | float) -> int | float:
+        if (isinstance(value, int) and value >= 0) or (isinstance(value, float) and 0 < value <= 1):
+            return value
+        raise ValueError(
+            f"{_quote(value)} is neither a number of layers (0, 1, 2, ...) nor a fraction of "
+            "them in (0, 1] such as 0.5 (the top half) or 1.0 (all)"
+        )
 
 
 class EvaluateParams(Section):
     tta: int = Field(ge=0, le=MAX_TTA_VIEWS)
+    tta_flip: bool
     classical: Literal["svc", "logistic", "knn", "none"]
     classical_images: int = Field(ge=10, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _views_there_are(self) -> EvaluateParams:
+        if not self.tta_flip and self.tta > SHIFTED_VIEWS:
+            raise ValueError(
+                f"tta: {self.tta} views without mirror images (tta_flip: false); there are "
+                f"{SHIFTED_VIEWS} shifted ones, use 0..{SHIFTED_VIEWS}"
+            )
+        return self
 
 
 ExportFormat = Literal["saved_model", "onnx", "litert", "litert_int8"]
@@ -265,14 +293,35 @@ class Params(Section):
     mlflow: MlflowParams
 
     @model_validator(mode="after")
-    def _unfreeze_within_the_backbone(self) -> Params:
-        layers = BACKBONES[self.model.backbone].layers
-        if self.phase2.unfreeze_last > layers:
+    def _weights_the_backbone_has(self) -> Params:
+        if self.model.weights == "imagenet" and not self.backbone.pretrained:
             raise ValueError(
-                f"phase2.unfreeze_last: {self.phase2.unfreeze_last} is more than the "
-                f"{layers} layers of {self.model.backbone}; use 0..{layers}"
+                f"model.weights: {self.backbone.title} has no ImageNet weights (it is for smoke "
+                "runs and tests); use none, or another backbone"
             )
         return self
+
+    @model_validator(mode="after")
+    def _unfreeze_within_the_backbone(self) -> Params:
+        layers = BACKBONES[self.model.backbone].layers
+        wanted = self.phase2.unfreeze_last
+        if isinstance(wanted, int) and wanted > layers:
+            raise ValueError(
+                f"phase2.unfreeze_last: {wanted} is more than the {layers} layers of "
+                f"{self.model.backbone}; use 0..{layers}, or a fraction of them such as "
+                f"{min(1.0, round(wanted / 270, 2))} (1.0 = all) that fits every backbone"
+            )
+        return self
+
+    def finetuned_part(self) -> str:
+        """What phase 2 trains, in words (see ``trained_part``)."""
+        return trained_part(self.unfrozen_layers(), self.phase2.train_batchnorm)
+
+    def unfrozen_layers(self) -> int:
+        """``phase2.unfreeze_last`` in layers of this backbone: as written, or its fraction of
+        the base's layers (at least one)."""
+        wanted, layers = self.phase2.unfreeze_last, self.backbone.layers
+        return wanted if isinstance(wanted, int) else max(1, round(wanted * layers))
 
     @property
     def backbone(self) -> Backbone:
@@ -300,13 +349,15 @@ class Params(Section):
         return {key: value for key, value in flat.items() if _selected(key, keys)}
 
 
-def trained_part(unfreeze_last: int | None) -> str:
+def trained_part(unfreeze_last: int | None, train_batchnorm: bool = False) -> str:
     """What a phase trains, in the words the log, the report, the model card and the MLflow
     run's description all use: ``unfreeze_last`` base layers counted from the top, as
-    ``phase2.unfreeze_last`` counts them (BatchNormalization among them stays frozen)."""
+    ``phase2.unfreeze_last`` counts them, and whether BatchNormalization among them trains
+    (``phase2.train_batchnorm``) or stays frozen."""
     if not unfreeze_last:
         return "the head"
-    return f"the head and the last {unfreeze_last} layers of the base, BatchNorm frozen"
+    batchnorm = "BatchNorm training" if train_batchnorm else "BatchNorm frozen"
+    return f"the head and the last {unfreeze_last} layers of the base, {batchnorm}"
 
 
 def _selected(key: str, keys: tuple[str, ...]) -> bool:
@@ -326,9 +377,19 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate the params file, or stop with one line naming the bad key."""
+    """Read and validate the params file, or stop with one line naming the bad key; under
+    `dvc exp run`, which wrote its ``-S`` values into the file before the stage started and
+    leaves them there, the line also says how to put the committed file back."""
     path = Path(path)
-    return check_params(read_yaml(path), where=path)
+    try:
+        return check_params(read_yaml(path), where=path)
+    except PipelineError as error:
+        if not experiment_baseline():
+            raise
+        raise PipelineError(
+            f"{error}; `dvc exp run -S` left this value in {path}: `git checkout {path}` puts "
+            "the committed file back"
+        ) from None
 
 
 def check_params(raw: dict[str, Any], where: Path) -> Params:
@@ -339,14 +400,24 @@ def check_params(raw: dict[str, Any], where: Path) -> Params:
         raise PipelineError(_describe(where, error)) from None
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML mapping, or one line saying why the file is not one."""
+def read_yaml(path: Path, keep_comments: bool = False) -> dict[str, Any]:
+    """A YAML mapping, or one line saying why the file is not one. With ``keep_comments``, a
+    tree that writes back with its comments and layout (``write_params``): what a tool that
+    writes params.yaml for a run (the demo, a tuning trial) starts from, so the documented
+    file stays documented."""
     if not path.is_file():
         raise PipelineError(f"{path}: file not found; run the stage from the repository root")
     # YAML 1.2, like DVC itself: `dvc exp run -S phase2.lr=1e-4` writes 1e-4, which
     # YAML 1.1 loaders would read as a string.
     try:
-        raw = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+        yaml = YAML() if keep_comments else YAML(typ="safe", pure=True)
+        yaml.Composer = _NoAliases
+        raw = yaml.load(path.read_text(encoding="utf-8"))
+    except _AliasFound as alias:
+        raise PipelineError(
+            f"{path}: line {alias.line} uses the YAML alias *{alias.anchor}; write the value "
+            "out (aliases are refused: a few of them can expand past all memory)"
+        ) from None
     except YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" (line {where.line + 1})" if where else ""
@@ -362,6 +433,26 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise PipelineError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return raw
+
+
+class _AliasFound(Exception):
+    """A YAML alias where plain values are expected (see ``_NoAliases``)."""
+
+    def __init__(self, anchor: str, line: int) -> None:
+        super().__init__(anchor, line)
+        self.anchor, self.line = anchor, line
+
+
+class _NoAliases(Composer):
+    """Refuses a YAML alias (``*name``) as the document is composed, before anything is
+    built from it: the project's files hold plain values, and a few hundred bytes of aliases
+    to aliases expand to gigabytes (a YAML alias bomb) in whatever walks the result."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.parser.check_event(AliasEvent):
+            event = self.parser.peek_event()
+            raise _AliasFound(str(event.anchor), event.start_mark.line + 1)
+        return super().compose_node(parent, index)
 
 
 def apply_overrides(tree: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,8 @@ the demo. It has:
 - the repository's DVC cache as its cache, so a stage whose params and inputs a run does not
   change comes from DVC's run cache (a phase-2 search trains phase 1 once);
 - a base params tree (a study: the user's params.yaml, uncommitted edits included);
-- the inputs git does not carry (an image folder, a raw archive, a weights file) linked in.
+- the inputs git does not carry (an image folder, a raw archive, a weights file) linked in
+  before every run, as the repository holds them then (``bring_inputs``).
 
 A run writes its params, runs ``dvc repro``, saves the result as a named experiment and
 pushes it to the repository, where ``dvc exp show`` lists it and ``dvc exp apply`` brings it
@@ -93,19 +94,35 @@ def _sync(root: Path, path: Path, dvc: str) -> None:
         )
 
 
-def link_inputs(workspace: Workspace, params: Params) -> None:
-    """The inputs params.yaml names that git does not carry, linked (or copied) from the
-    repository into the workspace: the image folder, the raw archives, a weights file."""
+def bring_inputs(workspace: Workspace, params: Params) -> list[str]:
+    """The inputs params.yaml names that git does not carry (the image folder, the raw
+    archives, a weights file), as the repository holds them now, linked (or copied) into the
+    workspace in place of what an earlier run left there; returns a line saying which.
+
+    Called before every run: a trial trains on the images the user has when it starts (a
+    class added or half deleted since the study began, a weights file replaced), never on
+    a copy its workspace kept, and a folder git tracks a file of (data/images/README.md) is
+    still brought whole.
+    """
     named = [params.data.folder, params.data.archive, "data/raw", params.model.weights]
-    for name in filter(None, named):
+    brought = []
+    for name in dict.fromkeys(filter(None, named)):
         source, target = workspace.root / name, workspace.path / name
-        if not source.exists() or target.exists() or Path(name).is_absolute():
+        if Path(name).is_absolute() or not source.exists() or source.resolve() == target:
             continue
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
             shutil.copytree(source, target, copy_function=_link_or_copy, symlinks=True)
+            files = sum(1 for path in target.rglob("*") if path.is_file())
+            brought.append(f"{name} ({files:,} files)")
         else:
             _link_or_copy(source, target)
+            brought.append(f"{name} ({target.stat().st_size:,} bytes)")
+    return brought
 
 
 def _link_or_copy(source: str | Path, target: str | Path) -> None:
@@ -122,15 +139,20 @@ def run_experiment(
     dvc: str,
     env: dict[str, str],
     log_path: Path | None = None,
+    header: str = "",
 ) -> None:
     """Run the pipeline with ``overrides`` on the base params and save it as ``experiment``
     in the repository; its output goes to ``log_path``, or with none to ours (the stages'
     lines only: DVC's own, about `git add` and `dvc push`, speak of the workspace, not of
-    the user's repository). Raises ``PipelineError`` when a stage fails (or is pruned)."""
+    the user's repository), after ``header``. Raises ``PipelineError`` when a stage fails
+    (or is pruned)."""
     write_params(workspace.path / "params.yaml", apply_overrides(workspace.base_params, overrides))
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") if log_path else contextlib.nullcontext() as output:
+        if output and header:
+            output.write(f"{header}\n")
+            output.flush()
         finished = subprocess.run(
             [dvc, "repro", *([] if log_path else ["--quiet"])],
             cwd=workspace.path,
@@ -151,11 +173,3 @@ def run_experiment(
             env,
             quiet,
         )
-
-
-def tracking_env(root: Path) -> dict[str, str]:
-    """Runs in a workspace log to the repository's MLflow store (or the team's server), not
-    to one in the workspace."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return {}
-    return {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}

@@ -70,11 +70,21 @@ def main(argv: list[str] | None = None) -> None:
 
     with STAGE.tracked(params, paths) as tracker:
         baseline, finetuned = score(baseline_model, test), score(finetuned_model, test)
+        flip = params.evaluate.tta_flip
         with_tta = (
-            (score(baseline_model, test, tta), score(finetuned_model, test, tta)) if tta else None
+            (score(baseline_model, test, tta, flip), score(finetuned_model, test, tta, flip))
+            if tta
+            else None
+        )
+        val = load_split(paths.data, "val")
+        val_accuracy = (
+            score(finetuned_model, val).accuracy,
+            score(finetuned_model, val, tta, flip).accuracy if tta else None,
         )
         classical = classical_scores(paths.data, test, params)
-        metrics = Metrics.compare(baseline, finetuned, test.labels, with_tta, classical)
+        metrics = Metrics.compare(
+            baseline, finetuned, test.labels, with_tta, classical, val=val_accuracy
+        )
         per_class = PerClass.compare(baseline, finetuned, test.labels, info.class_names)
         confusion = confusion_rows(test.labels, finetuned.predictions, info.class_names)
         # The outputs appear together or none does.

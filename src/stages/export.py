@@ -30,7 +30,7 @@ STAGE = Stage(
     },
     outputs={
         "exports": File("models/export", "folder to write the exports to", Log.COMPARISON),
-        "results": File("reports/export.json", "export JSON to write", Log.COMPARISON),
+        "export-results": File("reports/export.json", "export JSON to write", Log.COMPARISON),
     },
 )
 log = logging.getLogger(STAGE.name)
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         report = ExportReport(
             test_images=len(test), keras=keras, exports=exports, failed=failed, warnings=warnings
         )
-        with atomic_path(paths.results) as results:
+        with atomic_path(paths.export_results) as results:
             results.write_text(report.model_dump_json(indent=2) + "\n")
         tracker.link_model_metrics({"finetuned_model": export_metrics(report)})
         STAGE.record(tracker, paths)

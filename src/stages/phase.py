@@ -21,8 +21,8 @@ from src.finetune.params import Params
 from src.finetune.tracking import SafeTracker
 from src.finetune.tracking.keras import EpochLogger
 from src.finetune.training.devices import Devices
-from src.finetune.training.history import HISTORY_COLUMNS, write_summary
-from src.finetune.training.loop import History, phase_groups, train
+from src.finetune.training.history import HISTORY_COLUMNS, History, write_summary
+from src.finetune.training.loop import train
 from src.finetune.training.plan import Plan
 from src.finetune.training.resume import EpochBackup, fingerprint
 from src.finetune.tuning.pruning import trial_callbacks
@@ -100,17 +100,16 @@ def train_phase(
     """Train along ``plan``, logging live; then write the checkpoint (with ``class_names``),
     history and summary."""
     tracker, paths, backup = run.tracker, run.paths, run.backup
-    groups = phase_groups(model, plan)
-    tracker.log_params(
-        {f"{plan.phase}.lr.{group.name}": group.lr for group in groups}
-        | {f"{plan.phase}.unfreeze.{group.name}": group.first_epoch for group in groups}
-    )
     for row in backup.completed().rows:  # a killed attempt's epochs, for this attempt's run
         metrics = {key: value for key, value in row.items() if key != "epoch"}
         tracker.log_epoch(int(row["epoch"]), metrics | {"phase": float(plan.phase.number)})
     logger = EpochLogger(tracker, plan.phase.number)
     pruning = trial_callbacks(plan.phase, plan.initial_epoch)  # only in a tuning trial
     history = train(model, data, plan, callbacks=[logger, *pruning], backup=backup)
+    tracker.log_params(
+        {f"{plan.phase}.lr.{group.name}": group.lr for group in history.groups}
+        | {f"{plan.phase}.unfreeze.{group.name}": group.first_epoch for group in history.groups}
+    )
 
     log.info("trained weights: %s", weights_digest(model))
     # All three appear together or none does: a failed write (a full disk) leaves no output.

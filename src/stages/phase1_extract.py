@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
             {"model.weights_source": params.backbone.weights_source(params.model.weights)}
         )
         train_phase(STAGE, model, data, plan, run, info.class_names)
-        if params.mlflow.log_models and devices.chief:
+        if devices.chief:
             run.tracker.log_model(serving_model(model), "baseline_model", info.class_names)
 
 

@@ -51,12 +51,12 @@ def main(argv: list[str] | None = None) -> None:
 
     with phase_run(STAGE, params, paths, devices) as run:
         train_phase(STAGE, model, data, plan, run, info.class_names)
-        if params.mlflow.log_models and devices.chief:
+        if devices.chief:
             run.tracker.log_model(
                 serving_model(model),
                 "finetuned_model",
                 info.class_names,
-                register_as=params.mlflow.registered_model,
+                final=True,
             )
 
 

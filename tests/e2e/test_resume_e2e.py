@@ -17,6 +17,7 @@ import pytest
 from src.finetune.training.optimization import learning_rate
 from tests.support.commands import run, start_repro
 from tests.support.projects import local_store, make_project, runs_by_execution
+from tests.support.training import TOP
 
 pytestmark = pytest.mark.e2e
 EPOCHS = 4
@@ -25,9 +26,9 @@ EVERYTHING = {
     "augment.flip": True,
     "augment.crop_pad": 4,
     "evaluate.tta": 1,
-    "phase2.unfreeze_last": 121 + 10,  # block6 with the top, and part of block5
+    "phase2.unfreeze_last": TOP + 4,  # block3 with the top, and block2 from its 1x1 conv
     "phase2.lr_decay": 0.5,
-    "phase2.unfreeze_every": 2,  # block5 joins at epoch EPOCHS + 3
+    "phase2.unfreeze_every": 2,  # block2 joins at epoch EPOCHS + 3
 } | {
     f"phase{n}.{key}": value
     for n in (1, 2)
@@ -130,8 +131,8 @@ def test_the_resumed_phase_continues_its_schedule_and_unfreezing(attempts):
     expected = {str(EPOCHS + k): float(schedule(k * STEPS_PER_EPOCH)) for k in range(1, EPOCHS + 1)}
     assert summary["lr"] == pytest.approx(expected, rel=1e-5)
     assert [(g["name"], g["first_epoch"]) for g in summary["groups"]] == [
-        ("block6", EPOCHS + 1),
-        ("block5", EPOCHS + 3),
+        ("block3", EPOCHS + 1),
+        ("block2", EPOCHS + 3),
     ]
     metrics = json.loads((attempts["repo"] / "reports/metrics.json").read_text())
     assert "finetuned_accuracy_tta" in metrics

@@ -39,7 +39,7 @@ def test_a_folder_of_images_runs_the_whole_pipeline_named_by_class(repo, repro):
     per_class = json.loads((repo / "reports/per_class.json").read_text())
     assert set(per_class["finetuned"]) == {"cat", "dog", "fox"}
     report = (repo / "reports/report.md").read_text()
-    assert "images (your images) · EfficientNetV2B0, random weights" in report
+    assert "images (your images) · TinyNet, random weights" in report
     assert "| fox |" in report
 
 

@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from tests.support.commands import command_env, run, stage_args
 from tests.support.params import ROOT, tiny_overrides, write_params
-from tests.support.projects import copy_files
 from tests.support.servers import MlflowServer, free_port
+from workbench.projects import copy_files
 
 pytestmark = pytest.mark.e2e
 

@@ -89,7 +89,7 @@ def test_the_study_leaves_its_trials_best_params_and_figures(one_box):
         "tune-best.yaml",
         "tune-history.png",
         "tune-importance.png",
-    } - {"tune-importance.png"} | ({"tune-importance.png"} & {p.name for p in folder.iterdir()})
+    }
     listed = json.loads((folder / "tune.json").read_text())
     assert [t["experiment"] for t in listed["trials"]] == [f"tune-{n}" for n in range(4)]
     assert all(t["epochs"] == 2 and t["state"] == "complete" for t in listed["trials"])
@@ -196,7 +196,8 @@ def test_pruned_trials_stop_early_and_leave_nothing_half_written(two_machines):
         assert sorted(trial.intermediate_values) == [1, 2]  # two of three epochs
         assert trial.user_attrs["pruned_at_epoch"] == 4  # after phase 1's two epochs
         assert "experiment" not in trial.user_attrs
-        assert f"trial {trial.number} pruned after 2 epochs" in two_machines["survivor"]
+        said = f"trial {trial.number} pruned after 2 epochs: its validation metric trails the"
+        assert said in two_machines["survivor"]
     workspace = two_machines["machines"][1] / ".dvc/tmp/tune/shared/worker-0"
     assert not (workspace / "models/phase2.keras").exists()
     assert not (workspace / "models/.phase2_backup").exists()

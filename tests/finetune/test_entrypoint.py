@@ -1,4 +1,6 @@
 import errno
+import os
+import warnings
 
 import pytest
 
@@ -41,3 +43,33 @@ def test_an_os_error_about_no_path_keeps_its_traceback():
 
     with pytest.raises(ConnectionResetError):
         run_stage("phase1_extract", fail)
+
+
+def test_other_libraries_routine_notices_are_kept_out_and_real_warnings_are_not(monkeypatch):
+    from src.finetune.entrypoint import quiet_libraries
+
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        quiet_libraries()
+        warnings.warn(
+            "In the future `np.object` will be defined as ...", FutureWarning, stacklevel=1
+        )
+        warnings.warn(
+            "    Warning: tf.lite.Interpreter is deprecated and ...", UserWarning, stacklevel=1
+        )
+        warnings.warn("a real problem", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in shown] == ["a real problem"]
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+    assert os.environ["MLFLOW_LOGGING_LEVEL"] == "WARNING"
+
+
+def test_litert_notices_written_by_native_code_are_filtered_and_the_rest_passes(capfd):
+    from src.finetune.entrypoint import LITERT_NOTICES, native_notices_filtered
+
+    with native_notices_filtered(LITERT_NOTICES):
+        os.write(2, b"fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32\n")
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"E0000 a real error from C++\n")
+    assert capfd.readouterr().err == "E0000 a real error from C++\n"

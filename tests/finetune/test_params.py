@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from src.finetune.errors import PipelineError
-from src.finetune.params import Params, apply_overrides, load_params
+from src.finetune.params import Params, apply_overrides, load_params, read_yaml
+from src.finetune.params import write_params as write_tree
 from tests.support.params import project_params, write_params
 
 
@@ -51,9 +52,52 @@ def test_flat_uses_dotted_keys_and_select_takes_sections_or_keys():
         for key in (
             "epochs", "lr", "batch_size", "optimizer", "weight_decay", "schedule",
             "warmup_epochs", "label_smoothing", "early_stopping", "ema", "unfreeze_last",
-            "lr_decay", "unfreeze_every",
+            "lr_decay", "unfreeze_every", "train_batchnorm",
         )
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("backbone", "unfreeze_last", "layers"),
+    [
+        ("efficientnetv2b0", 40, 40),
+        ("efficientnetv2b0", 1.0, 270),
+        ("efficientnetlite0", 1.0, 151),
+        ("efficientnetlite0", 0.5, 76),
+        ("efficientnetlite0", 0.001, 1),
+        ("efficientnetlite2", 0.25, 50),
+    ],
+)
+def test_unfreeze_last_is_layers_or_a_fraction_of_the_backbones(
+    tmp_path, backbone, unfreeze_last, layers
+):
+    overrides = {"model.backbone": backbone, "phase2.unfreeze_last": unfreeze_last}
+    params = load_params(write_params(tmp_path / "params.yaml", overrides))
+    assert params.unfrozen_layers() == layers
+    assert params.finetuned_part() == (
+        f"the head and the last {layers} layers of the base, BatchNorm frozen"
+    )
+
+
+def test_a_count_above_the_backbones_layers_suggests_a_fraction_that_fits_every_one(tmp_path):
+    overrides = {"model.backbone": "efficientnetlite0", "phase2.unfreeze_last": 237}
+    with pytest.raises(PipelineError) as caught:
+        load_params(write_params(tmp_path / "params.yaml", overrides))
+    assert str(caught.value).endswith(
+        "phase2.unfreeze_last: 237 is more than the 151 layers of efficientnetlite0; use "
+        "0..151, or a fraction of them such as 0.88 (1.0 = all) that fits every backbone"
+    )
+
+
+def test_without_mirror_images_tta_has_four_shifted_views(tmp_path):
+    overrides = {"evaluate.tta": 5, "evaluate.tta_flip": False}
+    with pytest.raises(PipelineError) as caught:
+        load_params(write_params(tmp_path / "params.yaml", overrides))
+    assert str(caught.value).endswith(
+        "evaluate.tta: 5 views without mirror images (tta_flip: false); there are 4 shifted "
+        "ones, use 0..4"
+    )
+    load_params(write_params(tmp_path / "params.yaml", overrides | {"evaluate.tta": 4}))
 
 
 def test_exponent_without_a_dot_is_a_float_as_dvc_writes_it(tmp_path):
@@ -94,6 +138,12 @@ def test_exponent_without_a_dot_is_a_float_as_dvc_writes_it(tmp_path):
         ("phase2.lr_decay", 1.5, "phase2.lr_decay: input should be less than or equal to 1"),
         ("phase2.unfreeze_every", -2, "phase2.unfreeze_every: input should be greater than or"),
         ("evaluate.tta", 9, "evaluate.tta: input should be less than or equal to 8"),
+        ("evaluate.classical", "svm", "evaluate.classical: input should be 'svc', 'logistic'"),
+        ("evaluate.classical_images", 0, "evaluate.classical_images: input should be greater"),
+        ("phase2.unfreeze_last", 1.5, "phase2.unfreeze_last: 1.5 is neither a number of layers"),
+        ("phase2.unfreeze_last", -3, "phase2.unfreeze_last: -3 is neither a number of layers"),
+        ("phase2.unfreeze_last", 0.0, "phase2.unfreeze_last: 0.0 is neither a number of layers"),
+        ("phase2.train_batchnorm", "yes", "phase2.train_batchnorm: input should be a valid bool"),
         ("train.deterministic", "auto", "train.deterministic: input should be a valid boolean"),
         ("train.cached_views", -1, "train.cached_views: input should be greater than or equal"),
         ("phase1.warmup_epochs", 15, "phase1.warmup_epochs: 15 must be fewer than the phase's"),
@@ -148,6 +198,7 @@ def test_malformed_yaml_names_the_line(tmp_path):
     [
         ("seed: 42\n".encode("utf-16"), "byte 0 is not UTF-8 text; save the file as UTF-8"),
         (b"seed: " + b"9" * 5000 + b"\n", "a value YAML cannot read"),
+        (b"seed: " + b"[" * 10_000 + b"]" * 10_000 + b"\n", "a value YAML cannot read"),
         (b"seed: " + b"[" * 10_000 + b"\n", "a value YAML cannot read"),
     ],
 )
@@ -175,3 +226,31 @@ def test_weights_may_be_an_existing_file(tmp_path):
     assert load_params(path).model.keras_weights == str(weights)
     path = write_params(tmp_path / "params.yaml", {"model.weights": "none"})
     assert load_params(path).model.keras_weights is None
+
+
+def test_under_dvc_exp_run_a_refusal_says_how_to_put_params_yaml_back(tmp_path, monkeypatch):
+    path = write_params(tmp_path / "params.yaml", {"phase2.lr": -1.0})
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+    with pytest.raises(PipelineError) as plain:
+        load_params(path)
+    assert "git checkout" not in str(plain.value)
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
+    with pytest.raises(PipelineError) as caught:
+        load_params(path)
+    assert str(caught.value) == (
+        f"{plain.value!s}; `dvc exp run -S` left this value in {path}: `git checkout "
+        f"{path}` puts the committed file back"
+    )
+
+
+def test_params_written_for_a_run_keep_the_files_comments(tmp_path):
+    """What the demo and the tuner write into their workspaces, which `dvc exp apply` brings
+    back to the user: the documented file, not a bare one."""
+    path = write_params(tmp_path / "params.yaml")
+    tree = apply_overrides(read_yaml(path, keep_comments=True), {"phase2.lr": 3e-4})
+    written = tmp_path / "written.yaml"
+    write_tree(written, tree)
+    text = written.read_text()
+    assert "# peak learning rate; keep it small, the base is pre-trained" in text
+    assert load_params(written).phase2.lr == 3e-4
+    assert text.count("\n#") == path.read_text().count("\n#")

@@ -5,8 +5,9 @@ import subprocess
 
 import pytest
 
-from src.finetune.workspaces import claim_workspace, demo_folder
+from src.finetune.workspaces import bring_inputs, claim_workspace, demo_folder
 from tests.support.commands import command_env, run
+from tests.support.params import project_params
 
 
 @pytest.fixture
@@ -49,3 +50,33 @@ def test_a_workspace_follows_the_repository_to_its_new_commit(repository):
     run(repository, "git", "commit", "-qam", "second")
     again = claim_workspace(demo_folder(repository), repository, {}, dvc())
     assert (again.path / "params.yaml").read_text() == "seed: 2\n"
+
+
+def test_each_run_brings_the_image_folder_as_the_repository_holds_it_now(repository):
+    """data/images with its README tracked by git, the images not: the workspace gets the
+    images (not just the README), and a class added or a file deleted since reaches the
+    next run."""
+    images = repository / "data/images"
+    images.mkdir(parents=True)
+    (images / "README.md").write_text("your images here\n")
+    run(repository, "git", "add", "data/images/README.md")
+    run(repository, "git", "commit", "-qm", "images folder")
+    for name in ("cat/1.png", "cat/2.png", "dog/1.png"):
+        (images / name).parent.mkdir(exist_ok=True)
+        (images / name).write_bytes(b"image " + name.encode())
+    params = project_params().model_copy(
+        update={"data": project_params().data.model_copy(update={"folder": "data/images"})}
+    )
+    workspace = claim_workspace(demo_folder(repository), repository, {}, dvc())
+    assert bring_inputs(workspace, params) == ["data/images (4 files)"]
+    brought = workspace.path / "data/images"
+    assert sorted(p.name for p in brought.iterdir()) == ["README.md", "cat", "dog"]
+    (images / "cat/2.png").unlink()
+    (images / "fox").mkdir()
+    (images / "fox/1.png").write_bytes(b"a fox")
+    assert bring_inputs(workspace, params) == ["data/images (4 files)"]
+    assert sorted(str(p.relative_to(brought)) for p in brought.rglob("*.png")) == [
+        "cat/1.png", "dog/1.png", "fox/1.png",
+    ]  # fmt: skip
+    assert (brought / "fox/1.png").read_bytes() == b"a fox"
+    assert run(repository, "git", "status", "--porcelain", "--untracked-files=no") == ""

@@ -128,8 +128,8 @@ CASES = {
     ),
     "unfreeze-more-than-the-base": Case(
         "prepare",
-        "phase2.unfreeze_last: 300 is more than the 270 layers of efficientnetv2b0; use 0..270",
-        {"phase2.unfreeze_last": 300},
+        "phase2.unfreeze_last: 30 is more than the 21 layers of tinynet; use 0..21",
+        {"phase2.unfreeze_last": 30},
     ),
     "image-too-small": Case(
         "prepare",
@@ -200,7 +200,7 @@ CASES = {
     ),
     "foreign-checkpoint-for-phase2": Case(
         "phase2_finetune",
-        "models/phase1.keras holds a model this pipeline did not build, not the efficientnetv2b0",
+        "models/phase1.keras holds a model this pipeline did not build, not the tinynet",
         breaks=foreign_checkpoint("models/phase1.keras"),
     ),
     "foreign-checkpoint-for-evaluate": Case(
@@ -210,7 +210,7 @@ CASES = {
     ),
     "checkpoint-of-another-backbone": Case(
         "evaluate",
-        "holds a efficientnetv2b0 model for 10 classes of (32, 32, 3) images, not the resnet50v2",
+        "holds a tinynet model for 10 classes of (32, 32, 3) images, not the resnet50v2",
         {"model.backbone": "resnet50v2"},
     ),
     "folder-source-without-the-folder": Case(
@@ -222,7 +222,7 @@ CASES = {
         "evaluate", "holds code (a Lambda layer) that Keras safe mode", breaks=lambda_checkpoint
     ),
     "weights-file-not-weights": Case(
-        "phase1_extract", "is not a weights file for EfficientNetV2B0", breaks=not_a_weights_file
+        "phase1_extract", "is not a weights file for TinyNet", breaks=not_a_weights_file
     ),
     "history-with-wrong-columns": Case(
         "phase2_finetune",
@@ -360,6 +360,8 @@ def test_bad_input_gives_one_line_and_writes_nothing(
     written = [out for out in stage_files(case.stage, "outs") if (workdir / out).exists()]
     assert written == [], f"{written} written despite the error"
     assert not list(workdir.glob("models/.*_backup"))
+    # Tracking goes to this folder's store (the workdir fixture unsets MLFLOW_TRACKING_URI):
+    # a stage that failed before opening it has no runs to leave RUNNING.
     if (workdir / "mlflow.db").exists():
         client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()])

@@ -93,9 +93,10 @@ def module_file(name: str) -> Path | None:
 
 
 def project_imports(path: Path) -> set[str]:
-    """The project's modules a file imports, anywhere in it, as paths from the root."""
+    """The project's modules a file imports, anywhere in it, as paths from the root; not
+    those under ``if TYPE_CHECKING:``, which never run."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _running_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -106,6 +107,16 @@ def project_imports(path: Path) -> set[str]:
             if file := module_file(name):
                 found.add(file.relative_to(ROOT).as_posix())
     return found
+
+
+def _running_nodes(tree: ast.AST):
+    """Every node of ``tree`` but those of ``if TYPE_CHECKING:`` blocks."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            yield from (n for orelse in node.orelse for n in [orelse, *_running_nodes(orelse)])
+            continue
+        yield node
+        yield from _running_nodes(node)
 
 
 def code_closure(stage_file: str) -> set[str]:

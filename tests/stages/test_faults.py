@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -25,7 +26,7 @@ from src.finetune.tracking.mlflow import store
 from src.finetune.tracking.mlflow.store import tracking_uri
 from src.stages import prepare
 from tests.support.commands import stage_args
-from tests.support.params import tiny_overrides, write_params
+from tests.support.params import ROOT, tiny_overrides, write_params
 from tests.support.servers import LocalServer
 
 
@@ -132,8 +133,11 @@ def small_model():
 
 def test_one_failed_call_is_said_and_tracking_goes_on_and_closes_the_runs(stage_dir, caplog):
     params = load_params()
+    # a name the params would refuse, so that MLflow's registry refuses it in the call
+    mlflow = params.mlflow.model_copy(update={"registered_model": "bad/name"})
+    params = params.model_copy(update={"mlflow": mlflow})
     with track_stage("phase2_finetune", params, ()) as tracker:
-        tracker.log_model(small_model(), "finetuned_model", ("a", "b"), register_as="bad/name")
+        tracker.log_model(small_model(), "finetuned_model", ("a", "b"), final=True)
         tracker.log_results({"after": 1.0})
     assert not tracker.offline
     assert "MLflow: log model failed (Invalid model name 'bad/name'" in caplog.text
@@ -228,8 +232,18 @@ def test_a_yaml_alias_bomb_is_refused_quickly_in_one_short_line(tmp_path):
     with pytest.raises(PipelineError) as caught:
         load_params(path)
     assert time.monotonic() - started < 5
-    message = str(caught.value)
-    assert len(message) < 400 and "\n" not in message
+    assert str(caught.value) == (
+        f"{path}: line 2 uses the YAML alias *a0; write the value out (aliases are refused: "
+        "a few of them can expand past all memory)"
+    )
+
+
+def test_an_alias_anywhere_in_params_yaml_is_refused_even_a_harmless_one(tmp_path):
+    path = write_params(tmp_path / "params.yaml")
+    text = path.read_text().replace("seed: 42", "seed: &s 42", 1)
+    path.write_text(text.replace("  batch_size: 64", "  batch_size: *s", 1))
+    with pytest.raises(PipelineError, match=r"line \d+ uses the YAML alias \*s;"):
+        load_params(path)
 
 
 @pytest.mark.parametrize(
@@ -246,3 +260,20 @@ def test_limits_that_leave_a_class_out_stop_prepare_before_any_training(
     write_params(stage_dir / "params.yaml", tiny_overrides(archive, sha256) | {limit: 5})
     line, _ = prepare_fails(capsys)
     assert expected in line
+
+
+def test_a_stage_run_by_a_python_without_the_projects_packages_says_so_in_one_line(tmp_path):
+    """`.venv/bin/dvc repro` without the environment activated runs the stages with the
+    system's `python`: one line saying what to do, not an import traceback."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    python = bare / "bin/python"
+    result = subprocess.run(
+        [str(python), "-m", "src.stages.prepare", "--out", "data/prepared"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: {python} runs the stage, and it lacks the project's packages (psutil is "
+        "missing): run `make repro`, or `source .venv/bin/activate` before `dvc repro`"
+    ]

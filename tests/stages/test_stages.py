@@ -15,11 +15,12 @@ from mlflow.tracking import MlflowClient
 from src.finetune.data.prepared import load_info, load_split
 from src.finetune.entrypoint import Interrupted, run_stage
 from src.finetune.model.checkpoints import weights_digest
-from src.finetune.tracking import TRACKERS, RecordingTracker
+from src.finetune.tracking import TRACKERS
 from src.finetune.tracking.mlflow.tracker import MlflowTracker
 from src.stages import evaluate, export, phase1_extract, phase2_finetune, prepare, report
 from tests.support.commands import stage_args
 from tests.support.params import ROOT, TINY_TEST, TINY_TRAIN, tiny_overrides, write_params
+from tests.support.tracking import recording_backend
 
 RECORDED = ROOT / "tests/fixtures/defaults"
 
@@ -74,6 +75,19 @@ def test_evaluate_writes_the_comparison_and_a_confusion_table(pipeline):
     assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == TINY_TEST
 
 
+def test_evaluate_scores_the_classical_reference_on_the_same_test_images(pipeline):
+    metrics = json.loads((pipeline / "reports/metrics.json").read_text())
+    assert metrics["classical_train_images"] == TINY_TRAIN * 9 // 10  # the training split's
+    assert metrics["gain_over_classical"] == pytest.approx(
+        metrics["finetuned_accuracy"] - metrics["classical_accuracy"]
+    )
+    low, high = metrics["classical_accuracy_ci_low"], metrics["classical_accuracy_ci_high"]
+    assert low <= metrics["classical_accuracy"] <= high
+    first = (pipeline / "reports/report.md").read_text().split("\n\n")[1]
+    expected = "It beats" if metrics["gain_over_classical_ci_low"] > 0 else "**Warning"
+    assert first.startswith(expected) and f"{100 * metrics['classical_accuracy']:.2f}%" in first
+
+
 def test_evaluate_draws_where_the_model_is_wrong_and_how_sure_it_is(pipeline):
     metrics = json.loads((pipeline / "reports/metrics.json").read_text())
     low, high = metrics["accuracy_delta_ci_low"], metrics["accuracy_delta_ci_high"]
@@ -104,7 +118,7 @@ def test_each_phase_writes_its_summary(pipeline):
     assert (second["first_epoch"], second["last_epoch"], second["kept_epoch"]) == (3, 4, 4)
     assert not first["stopped_early"] and not second["stopped_early"]
     assert first["lr"] == {"1": pytest.approx(1e-3), "2": pytest.approx(1e-3)}
-    assert [g["name"] for g in second["groups"]] == ["block6"]
+    assert [g["name"] for g in second["groups"]] == ["block3", "block2"]
     assert "cached outputs" in first["inputs"]
 
 
@@ -118,8 +132,9 @@ def test_training_stages_log_each_epochs_rate_and_phase_and_their_groups(pipelin
         assert sorted(m.step for m in rates) == epochs
         assert {m.value for m in client.get_metric_history(run_id, "phase")} == {phase}
         assert [m.step for m in client.get_metric_history(run_id, "kept")] == [epochs[-1]]
-    assert runs["phase2_finetune"].data.params["phase2.lr.block6"] == "0.001"
-    assert runs["phase2_finetune"].data.params["phase2.unfreeze.block6"] == "3"
+    assert runs["phase2_finetune"].data.params["phase2.lr.block3"] == "0.001"
+    assert runs["phase2_finetune"].data.params["phase2.lr.block2"] == "0.001"
+    assert runs["phase2_finetune"].data.params["phase2.unfreeze.block3"] == "3"
     assert runs["phase1_extract"].data.params["phase1.lr.head"] == "0.001"
 
 
@@ -250,7 +265,7 @@ def test_offline_prepare_fails_in_seconds_naming_the_file_to_put(tmp_path):
 
 def test_prepare_reads_the_cifar100_archive_at_its_default_place(workdir):
     from src.finetune.data.archives import CIFAR100
-    from tests.support.sample import write_archive
+    from workbench.archives import write_archive
 
     sha256 = write_archive(workdir / "data/raw/cifar-100-python.tar.gz", 400, 100, 0, CIFAR100)
     write_params(
@@ -274,15 +289,16 @@ def test_a_stage_tells_its_tracker_what_it_read_wrote_and_found(
     for name in ("data", "models"):
         (workdir / name).symlink_to(pipeline / name)
     opened = []
-
-    def recording(stage, params, logged):
-        opened.append(RecordingTracker(stage, params.select(logged)))
-        return opened[-1]
-
-    monkeypatch.setitem(TRACKERS, "none", recording)
+    monkeypatch.setitem(TRACKERS, "none", lambda: recording_backend(opened))
     evaluate.main(ARGS[evaluate])
     (tracker,) = opened
-    assert tracker.status == "FINISHED" and tracker.logged_params == {"evaluate.tta": 0}
+    assert tracker.status == "FINISHED" and tracker.logged_params == {
+        "seed": 42,
+        "evaluate.tta": 0,
+        "evaluate.tta_flip": True,
+        "evaluate.classical": "svc",
+        "evaluate.classical_images": 60000,
+    }
     read = (Path("data/prepared"), Path("models/phase1.keras"), Path("models/phase2.keras"))
     written = (
         Path("reports/metrics.json"),
@@ -298,11 +314,12 @@ def test_a_stage_tells_its_tracker_what_it_read_wrote_and_found(
         ((Path("reports/evaluation"),), True),
     ]
     metrics = json.loads((workdir / "reports/metrics.json").read_text())
-    del metrics["test_images"]
+    del metrics["test_images"], metrics["classical_train_images"]  # counts, not results
     assert tracker.results == pytest.approx(metrics)
     (linked,) = tracker.called("link_model_metrics")
     assert set(linked[0]["finetuned_model"]) == {
         "finetuned_accuracy", "finetuned_loss", "finetuned_accuracy_ci_low",
         "finetuned_accuracy_ci_high", "finetuned_macro_f1", "finetuned_ece",
+        "finetuned_val_accuracy",
     }  # fmt: skip
     assert not (workdir / "mlflow.db").exists()

@@ -1,5 +1,9 @@
-"""What the tests (and the benchmarks) share, one module per concern: params files and tiny
-data (``params``), generated CIFAR archives (``sample``), scratch projects (``projects``),
-real commands (``commands``), servers (``servers``), short training runs (``training``),
-image files (``images``) and a real browser (``browser``). The fixtures built on them live in
-``tests/conftest.py``."""
+"""What the tests share, one module per concern: params files and tiny data (``params``),
+scratch git + DVC projects (``projects``), real commands (``commands``), servers
+(``servers``), PostgreSQL (``postgres``), a real browser (``browser``), short training runs
+(``training``), image files in every format (``images``), hand-built PyTorch checkpoints
+(``checkpoints``), files that inflate or exhaust (``bombs``), the export tests' class names
+(``exports``), a metrics.json as evaluate
+writes it (``results``) and a recording tracker backend (``tracking``). What the tests share
+with the benchmarks (data sets, scratch copies of the project) is the top-level ``workbench``
+package. The fixtures built on them live in ``tests/conftest.py``."""

@@ -12,9 +12,13 @@ from src.finetune.data.splits import Split
 from src.finetune.model.backbones import BACKBONES
 from src.finetune.model.network import build_model, set_trainable, training_groups
 from src.finetune.params import AugmentParams, Phase, Phase1Params, Phase2Params, TrainParams
-from src.finetune.training.history import HISTORY_COLUMNS, history_frame
-from src.finetune.training.loop import History, train
+from src.finetune.training.history import HISTORY_COLUMNS, History, history_frame
+from src.finetune.training.loop import train
 from src.finetune.training.plan import Plan
+
+# TinyNet's blocks from the top, in layers: block3 with the top convolution, block2 (the
+# depthwise one, with its residual Add), block1 (see src/finetune/model/tiny.py).
+TOP, BLOCK2, BLOCK1 = 6, 7, 3
 
 
 def tiny_split(n: int = 20, seed: int = 0) -> Split:
@@ -22,6 +26,14 @@ def tiny_split(n: int = 20, seed: int = 0) -> Split:
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     return Split(images, np.arange(n, dtype=np.int64) % 10, 10)
+
+
+def learnable_split(n: int = 200, seed: int = 0) -> Split:
+    """``n`` 32x32 images whose brightness is their class (of ten): unlike random images, a
+    tiny network learns them within a few steps."""
+    labels = np.arange(n, dtype=np.int64) % 10
+    noise = np.random.default_rng(seed).integers(0, 20, (n, 32, 32, 3))
+    return Split((labels[:, None, None, None] * 23 + noise).astype(np.uint8), labels, 10)
 
 
 def augment(**on: Any) -> AugmentParams:
@@ -75,13 +87,12 @@ def tiny_plan(**overrides: Any) -> Plan:
         "early_stopping": 0,
         "ema": 0.0,
     } | overrides
-    phase2_only = {"unfreeze_last", "lr_decay", "unfreeze_every"} & set(settings)
+    phase2_only = {"unfreeze_last", "lr_decay", "unfreeze_every", "train_batchnorm"} & set(settings)
     if phase is Phase.EXTRACT and not phase2_only:
         section = Phase1Params(**settings, cache_features=cache)
     else:
-        section = Phase2Params(
-            **({"unfreeze_last": 0, "lr_decay": 1.0, "unfreeze_every": 0} | settings)
-        )
+        defaults = {"unfreeze_last": 0, "lr_decay": 1.0, "unfreeze_every": 0}
+        section = Phase2Params(**(defaults | {"train_batchnorm": False} | settings))
     return Plan(
         phase=phase,
         settings=section,
@@ -90,6 +101,7 @@ def tiny_plan(**overrides: Any) -> Plan:
         seed=plan.get("seed", 0),
         initial_epoch=plan.get("initial_epoch", 0),
         jit_compile=plan.get("jit_compile", False),
+        unfreeze_last=section.unfreeze_last if isinstance(section, Phase2Params) else None,
     )
 
 
@@ -100,10 +112,10 @@ def unfreeze(model: keras.Model, count: int) -> None:
 
 
 def fresh_model(
-    dropout: float = 0.0, image_size: int = 32, backbone: str = "efficientnetv2b0"
+    dropout: float = 0.0, image_size: int = 32, backbone: str = "tinynet"
 ) -> keras.Model:
-    """A backbone with random weights and a new ten-class head on 32x32 images, the same for
-    every call."""
+    """A backbone (TinyNet unless a test needs a real network's shape) with random weights and
+    a new ten-class head on 32x32 images, the same for every call."""
     keras.utils.set_random_seed(0)
     return build_model(BACKBONES[backbone], None, dropout, image_size, (32, 32, 3), 10)
 

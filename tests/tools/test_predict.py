@@ -112,6 +112,7 @@ def test_an_export_predicts_the_same_csv_with_its_own_labels(pipeline, tmp_path,
     _, keras_rows, _, _ = run_predict(pipeline, capsys, folder)
     code, rows, err = run_predict_with(pipeline / "models/export" / export, capsys, folder)
     assert code == 0 and err == ""
+    assert len(rows) == len(keras_rows) == 6
     assert [r["path"] for r in rows] == [r["path"] for r in keras_rows]
     if export.endswith(".onnx"):  # float: the same answers (int8's differ on this untrained
         # tiny model, whose probabilities are all close; tests/finetune/export measures it)
@@ -126,7 +127,8 @@ def test_labels_come_from_the_model_not_from_the_prepared_data(pipeline, tmp_pat
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes((pipeline / "models/export/model.onnx").read_bytes())
     (tmp_path / "classes.json").write_text('{"class_names": ["flower", "tree", "sky"]}')
-    _, rows, _ = run_predict_with(onnx, capsys, folder)
+    code, rows, _ = run_predict_with(onnx, capsys, folder)
+    assert code == 0 and len(rows) == 3
     assert {row["label"] for row in rows} <= set(load_info(pipeline / "data/prepared").class_names)
 
 
@@ -181,7 +183,7 @@ def test_logits_are_turned_into_probabilities_and_said(tmp_path, capsys):
     path = saved(model, tmp_path / "logits.keras", ["a", "b", "c"])
     folder = image_folder(tmp_path / "photos", per_class=1)
     code, rows, err = run_predict_with(path, capsys, "--top-k", "3", folder)
-    assert code == 0
+    assert code == 0 and len(rows) == 9  # three images, three classes each
     assert err.strip() == (
         "warning: predict: the model outputs logits, not probabilities; the probabilities "
         "printed are their softmax"

@@ -10,6 +10,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from src.finetune.errors import PipelineError
+from src.finetune.model.backbones import BACKBONES
 from src.finetune.params import apply_overrides, check_params, read_yaml
 from src.recipes import load_recipe, set_arguments
 from tests.support.params import ROOT, committed_params
@@ -102,3 +103,14 @@ def test_run_hands_dvc_each_value_as_one_argument(tmp_path, monkeypatch):
     assert result.returncode == 0, result.stderr
     argv = json.loads(result.stdout.strip().splitlines()[-1])
     assert argv == ["exp", "run", "-n", "named-recipe", "-S", "mlflow.registered_model=my model"]
+
+
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml")))
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_every_recipe_fits_every_backbone(recipe, backbone, in_project):
+    """A recipe says how much to unfreeze in a unit that means the same on each backbone."""
+    weights = "none" if backbone == "tinynet" else "imagenet"
+    overrides = load_recipe(recipe) | {"model.backbone": backbone, "model.weights": weights}
+    tree = apply_overrides(read_yaml(in_project / "params.yaml"), overrides)
+    params = check_params(tree, where=in_project)
+    assert 1 <= params.unfrozen_layers() <= BACKBONES[backbone].layers

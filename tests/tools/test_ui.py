@@ -51,7 +51,7 @@ def test_it_opens_the_latest_execution_when_params_experiment_has_none(workdir, 
 
     from src.finetune.errors import PipelineError
     from src.finetune.tracking.mlflow.runs import TAG_ROLE
-    from src.ui import experiment_to_open
+    from src.finetune.tracking.mlflow.ui import experiment_to_open
 
     write_params(workdir / "params.yaml")  # cifar10: cifar10-finetune, with no runs
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
@@ -63,7 +63,8 @@ def test_it_opens_the_latest_execution_when_params_experiment_has_none(workdir, 
         time.sleep(0.01)
     latest = client.get_experiment_by_name("photos-finetune").experiment_id
     assert experiment_to_open(client, None) == latest
-    assert experiment_to_open(client, "digits-finetune") != latest
+    digits = client.get_experiment_by_name("digits-finetune").experiment_id
+    assert experiment_to_open(client, "digits-finetune") == digits != latest
     with pytest.raises(PipelineError, match="no MLflow experiment is named 'nope'"):
         experiment_to_open(client, "nope")
     own = client.create_experiment("cifar10-finetune")
@@ -91,9 +92,16 @@ def test_a_taken_port_is_one_line_and_no_link_to_the_other_server(project):
 
 
 @pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
-def test_a_port_out_of_range_is_a_usage_line(project, port):
-    code, output = finished(project, f"--port={port}")
-    assert code == 2 and "not a port number (1-65535)" in output and "http://127" not in output
+def test_a_port_out_of_range_is_a_usage_line(project, port, monkeypatch, capsys):
+    """In-process: argparse refuses it before the UI imports or starts anything."""
+    from src import ui
+
+    monkeypatch.chdir(project)
+    with pytest.raises(SystemExit) as stopped:
+        ui.main([f"--port={port}"])
+    output = capsys.readouterr()
+    assert stopped.value.code == 2 and "not a port number (1-65535)" in output.err
+    assert "http://127" not in output.out + output.err
 
 
 def test_serving_is_quiet_and_ctrl_c_stops_it_in_one_line(project):
@@ -142,6 +150,41 @@ def test_a_ui_killed_outright_takes_its_server_with_it(project):
     assert not left
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_killing_the_shell_around_the_ui_takes_the_ui_and_its_server_with_it(project):
+    """`make ui` runs the UI under make's shell: a `kill -9` of that shell (or of make) must
+    not leave the UI, nor its server, running."""
+    port = free_port()
+    shell = subprocess.Popen(
+        ["sh", "-c", f'"{sys.executable}" -m src.ui --port {port}; echo the UI ended'],
+        cwd=project, env=command_env(PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    processes: list[int] = []
+    try:
+        wait_until_answering(f"http://127.0.0.1:{port}/health", shell)
+        (ui,) = psutil.Process(shell.pid).children()
+        processes = [ui.pid, *(child.pid for child in ui.children(recursive=True))]
+        os.kill(shell.pid, signal.SIGKILL)
+        shell.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while any(psutil.pid_exists(pid) for pid in processes) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = [pid for pid in processes if alive(pid)]
+    finally:
+        for pid in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert not left
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def alive(pid: int) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    return False
 
 
 def in_session(session: int) -> list[int]:

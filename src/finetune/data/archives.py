@@ -27,9 +27,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from src.finetune.data.splits import Split, is_class_name
+from src.finetune.data.splits import Split
 from src.finetune.errors import PipelineError, first_line
 from src.finetune.files import atomic_path
+from src.finetune.model.labels import is_class_name
 
 log = logging.getLogger(__name__)
 

@@ -3,13 +3,22 @@ training into validation or test), and classes far apart in size.
 
 Exact duplicates share the SHA-1 of their decoded pixels (at the prepared size). Near
 duplicates share a perceptual hash (``imagehash.phash``: 64 bits from the image's low
-frequencies) up to ``NEAR_BITS`` differing bits: the same photo re-encoded, resized, or
-slightly brightened. ``reports/data_checks.json`` records the counts and the first few pairs.
+frequencies, of its brightness) up to ``NEAR_BITS`` differing bits, and their mean colours
+differ by at most ``COLOUR_STEPS`` of 255 in every channel: the same photo re-encoded, resized
+or slightly brightened, not two flat images of different colours.
+
+Duplicates are grouped, not listed in pairs: each image that copies an earlier one (in the
+order train, val, test) is paired once, with the first image of its group. Memory and time
+stay near linear in the images (``make bench-memory``): near duplicates are only looked for
+among images that agree exactly on one of three parts of their hash (two differing bits
+leave one part whole), and identical signatures are one candidate. ``reports/data_checks.json``
+records the counts and the first few pairs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,9 +31,11 @@ from src.finetune.numbers import Amount, Count
 
 log = logging.getLogger(__name__)
 NEAR_BITS = 2  # of 64: at most this many differ between near duplicates (0 = same hash)
+COLOUR_STEPS = 12  # of 255: how far apart near duplicates' mean colours may be, per channel
 SHOWN = 5  # pairs recorded per finding
 SPLITS = ("train", "val", "test")
-CHUNK = 512  # rows of the pairwise hash comparison at a time
+PARTS = (0, 22, 43, 64)  # the hash's bits in three parts: NEAR_BITS + 1 of them
+HASH_BATCH = 256  # images decoded and hashed at a time
 
 
 class Finding(BaseModel):
@@ -63,17 +74,23 @@ class Pairs:
 
 
 def find_duplicates(splits: Mapping[str, Split]) -> list[Pairs]:
-    """Exact, then near, duplicate pairs within each split and between each two."""
-    exact = {s: _exact_hashes(splits[s].images) for s in SPLITS}
-    near = {s: _perceptual_hashes(splits[s].images) for s in SPLITS}
-    found = []
-    for i, a in enumerate(SPLITS):
-        for b in SPLITS[i:]:
-            same = _equal_pairs(exact[a], exact[b], a == b)
-            found.append(Pairs("exact", a, b, same))
-            close = _close_pairs(near[a], near[b], a == b) - set(same)
-            found.append(Pairs("near", a, b, sorted(close)))
-    return found
+    """Exact, then near, duplicates within each split and between each two: each image that
+    copies an earlier one paired with the first image of its group."""
+    sizes = [len(splits[s].labels) for s in SPLITS]
+    starts = np.cumsum([0, *sizes])
+    exact = _first_of_each([digest for s in SPLITS for digest in _digests(splits[s].images)])
+    hashes, colours = zip(*(_signatures(splits[s].images) for s in SPLITS), strict=True)
+    near = _near_groups(np.concatenate(hashes), np.concatenate(colours), exact)
+    found = {(kind, a, b): [] for kind in ("exact", "near") for i, a in enumerate(SPLITS)
+             for b in SPLITS[i:]}  # fmt: skip
+    split_of = np.repeat(np.arange(len(SPLITS)), sizes)
+    for j in range(int(starts[-1])):
+        kind, first = ("exact", exact[j]) if exact[j] != j else ("near", near[j])
+        if first == j:
+            continue
+        a, b = split_of[first], split_of[j]
+        found[(kind, SPLITS[a], SPLITS[b])].append((int(first - starts[a]), int(j - starts[b])))
+    return [Pairs(kind, a, b, pairs) for (kind, a, b), pairs in found.items()]
 
 
 def to_remove(found: list[Pairs]) -> dict[str, set[int]]:
@@ -122,12 +139,12 @@ def check_splits(
 def _leak_warning(finding: Finding, size: int) -> str:
     """A duplicate across splits: the later split's numbers are measured on seen images."""
     what = "identical" if finding.kind == "exact" else "near-identical"
-    share = 100 * min(finding.pairs, size) / max(size, 1)
+    share = 100 * finding.pairs / max(size, 1)
     return (
-        f"{finding.pairs} {what} image pair(s) between {finding.a} and {finding.b} (up to "
-        f"{share:.1f}% of its {size} images): {finding.b} accuracy is measured partly on "
-        f"images the model has seen; e.g. {finding.examples[0][0]} = "
-        f"{finding.examples[0][1]}; set data.dedupe: true, or remove one of each pair"
+        f"{finding.pairs} {finding.b} image(s) ({share:.1f}% of its {size}) are {what} copies "
+        f"of {finding.a} images: {finding.b} accuracy is measured partly on images the model "
+        f"has seen; e.g. {finding.examples[0][0]} = {finding.examples[0][1]}; set "
+        "data.dedupe: true, or remove one of each pair"
     )
 
 
@@ -136,47 +153,80 @@ def _finding(kind: str, a: str, b: str, pairs: list[tuple[int, int]], name) -> F
     return Finding(kind=kind, a=a, b=b, pairs=len(pairs), examples=examples)
 
 
-def _exact_hashes(images: np.ndarray) -> list[bytes]:
+def _digests(images: np.ndarray) -> list[bytes]:
+    """Each image's SHA-1 of its pixels."""
     return [hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest() for image in images]
 
 
-def _equal_pairs(a: list[bytes], b: list[bytes], same: bool) -> list[tuple[int, int]]:
-    """(i, j) with a[i] == b[j]; within one split, each later copy paired with the first."""
+def _first_of_each(keys: list[bytes]) -> np.ndarray:
+    """For each position, the first position with the same key."""
     first: dict[bytes, int] = {}
-    pairs = []
-    if same:
-        for j, digest in enumerate(b):
-            if digest in first:
-                pairs.append((first[digest], j))
-            else:
-                first[digest] = j
-        return pairs
-    for i, digest in enumerate(a):
-        first.setdefault(digest, i)
-    return [(first[d], j) for j, d in enumerate(b) if d in first]
+    return np.array([first.setdefault(key, index) for index, key in enumerate(keys)], np.int64)
 
 
-def _perceptual_hashes(images: np.ndarray) -> np.ndarray:
-    """One uint64 pHash per image."""
+def _signatures(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One uint64 pHash and the mean colour (0-255, per channel) per image, read a batch at
+    a time."""
     import imagehash
     from PIL import Image
 
     hashes = np.zeros(len(images), np.uint64)
-    for index, image in enumerate(images):
-        bits = imagehash.phash(Image.fromarray(np.asarray(image).squeeze())).hash.flatten()
-        hashes[index] = np.packbits(bits).view(">u8")[0]
-        if (index + 1) % 20_000 == 0:
-            log.info("  hashed %d of %d images", index + 1, len(images))
-    return hashes
+    colours = np.zeros((len(images), 3), np.float32)
+    for start in range(0, len(images), HASH_BATCH):
+        batch = np.asarray(images[start : start + HASH_BATCH])
+        colours[start : start + len(batch)] = batch.reshape(len(batch), -1, batch.shape[-1]).mean(
+            axis=1
+        )[:, :3]
+        for offset, image in enumerate(batch):
+            bits = imagehash.phash(Image.fromarray(image.squeeze())).hash.flatten()
+            hashes[start + offset] = np.packbits(bits).view(">u8")[0]
+        if (start + len(batch)) % 20_480 < HASH_BATCH:
+            log.info("  hashed %d of %d images", start + len(batch), len(images))
+    return hashes, colours
 
 
-def _close_pairs(a: np.ndarray, b: np.ndarray, same: bool) -> set[tuple[int, int]]:
-    """(i, j) whose hashes differ in at most ``NEAR_BITS`` bits (i < j within one split)."""
-    pairs = set()
-    for start in range(0, len(a), CHUNK):
-        block = a[start : start + CHUNK, None] ^ b[None, :]
-        rows, columns = np.nonzero(np.bitwise_count(block) <= NEAR_BITS)
-        for i, j in zip(rows + start, columns, strict=True):
-            if not same or i < j:
-                pairs.add((int(i), int(j)))
-    return pairs
+def _near_groups(hashes: np.ndarray, colours: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """For each image, the first image of its group of near duplicates (exact ones joined).
+
+    Candidates share one of the hash's three parts; within a part's bucket, images whose
+    hash and mean colour (rounded) are the same are one candidate, the others are compared.
+    Union-find joins the pairs found; each group is named by its first image."""
+    parent = exact.copy()
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(i: int, j: int) -> None:
+        a, b = root(i), root(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    keys = np.rec.fromarrays([hashes, *np.round(colours / COLOUR_STEPS).astype(np.int32).T])
+    _, first, alike = np.unique(keys, return_index=True, return_inverse=True)
+    for index, same in enumerate(first[alike]):  # the same signature: one candidate
+        if same != index:
+            join(int(same), index)
+    candidates = np.sort(first)
+    for low, high in itertools.pairwise(PARTS):
+        mask = np.uint64((1 << (high - low)) - 1)
+        part = (hashes[candidates] >> np.uint64(low)) & mask
+        order = np.argsort(part, kind="stable")
+        bounds = np.flatnonzero(np.diff(part[order])) + 1
+        for bucket in np.split(candidates[order], bounds):
+            if len(bucket) > 1:
+                _join_close(bucket, hashes, colours, join)
+    return np.array([root(i) for i in range(len(parent))], np.int64)
+
+
+def _join_close(bucket: np.ndarray, hashes: np.ndarray, colours: np.ndarray, join) -> None:
+    """Join each pair of the bucket within NEAR_BITS bits and COLOUR_STEPS of colour, a row
+    of the bucket at a time against the rows after it."""
+    bits, colour = hashes[bucket], colours[bucket]
+    for row in range(len(bucket) - 1):
+        close = np.bitwise_count(bits[row + 1 :] ^ bits[row]) <= NEAR_BITS
+        close &= (np.abs(colour[row + 1 :] - colour[row]) <= COLOUR_STEPS).all(axis=1)
+        for other in np.flatnonzero(close):
+            join(int(bucket[row]), int(bucket[row + 1 + other]))

@@ -24,8 +24,8 @@ import numpy as np
 
 from src.finetune.data.images import UnreadableImage, files_under, is_image_name, read_image
 from src.finetune.data.prepared import Rows
-from src.finetune.data.splits import is_class_name
 from src.finetune.errors import PipelineError
+from src.finetune.model.labels import is_class_name
 
 log = logging.getLogger(__name__)
 SHOWN = 5  # file names a log line lists before it says "and N more"

@@ -6,7 +6,6 @@ TensorFlow is not imported here: the prepare stage stays quick to start.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -15,19 +14,20 @@ from src.finetune.errors import PipelineError
 
 @dataclass(frozen=True)
 class Split:
-    """Images as uint8 NHWC, labels as class indices into ``classes`` classes.
+    """Images as uint8 NHWC (maybe memory-mapped: read a batch at a time), labels as class
+    indices into ``classes`` classes."""
 
-    During cached training ``images`` holds instead what the frozen part of the network made
-    of the images: one float array per tensor it hands on (see ``caching``), and ``labels``
-    may be blended (MixUp, CutMix): one row of class weights per image.
-    """
-
-    images: Any  # np.ndarray (maybe memory-mapped) or a tuple of them
+    images: np.ndarray
     labels: np.ndarray
     classes: int
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """What the model reads: the images (``training.batches.Cached`` holds features)."""
+        return self.images
 
     def take(self, indices: np.ndarray) -> Split:
         return Split(self.images[indices], self.labels[indices], self.classes)
@@ -65,8 +65,9 @@ def split_validation(
 def stratified_indices(
     labels: np.ndarray, fraction: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffled indices of each class, cut at ``fraction``: (selected, rest), both sorted."""
-    selected, rest = [], []
+    """Shuffled indices of each class, cut at ``fraction``: (selected, rest), both sorted.
+    No labels (every image held out before): two empty arrays, for the class check to name."""
+    selected, rest = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for cls in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == cls))
         cut = round(fraction * len(members))
@@ -109,19 +110,6 @@ def check_every_class_in_every_split(
                 + (f" (and {len(empty) - 1} more)" if len(empty) > 1 else "")
                 + f"; {hint}"
             )
-
-
-def is_class_name(text: object) -> bool:
-    """Whether ``text`` can name a class everywhere it goes (logs, report, MLflow, JSON):
-    printable text of 1-100 characters that encodes as UTF-8 (a folder name in bytes that
-    are not UTF-8 arrives with surrogates, which do not)."""
-    if not isinstance(text, str) or not 0 < len(text) <= 100 or not text.isprintable():
-        return False
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # --- checks -----------------------------------------------------------------------------------

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from src.finetune.data.splits import is_class_name
 from src.finetune.environment import rerun
 from src.finetune.evaluation import analysis
 from src.finetune.files import read_json, write_json
+from src.finetune.model.labels import is_class_name
 from src.finetune.numbers import Amount, Count, Delta, Fraction, Positive
 
 # The two checkpoints compared, in the order trackers list their numbers.
@@ -78,9 +78,13 @@ class Metrics(BaseModel):
     gain_over_classical_ci_low: Delta | None = None
     gain_over_classical_ci_high: Delta | None = None
     classical_train_images: Positive | None = None
+    # The fine-tuned model on the validation split: what a choice between runs is made on
+    # (test numbers only report the choice), TTA's own included.
+    finetuned_val_accuracy: Fraction
     baseline_accuracy_tta: Fraction | None = None
     finetuned_accuracy_tta: Fraction | None = None
     accuracy_delta_tta: Delta | None = None
+    finetuned_val_accuracy_tta: Fraction | None = None
     test_images: Positive
 
     @model_validator(mode="after")
@@ -99,15 +103,19 @@ class Metrics(BaseModel):
         labels: np.ndarray,
         tta: tuple[Scores, Scores] | None = None,
         classical: ClassicalScores | None = None,
+        *,
+        val: tuple[float, float | None],
     ) -> Metrics:
         """The comparison of the two checkpoints on the test ``labels``, with TTA when it
-        ran, and against the classical reference when it ran."""
+        ran, and against the classical reference when it ran; ``val`` is the fine-tuned
+        model's validation accuracy, without and with TTA."""
         with_tta = {}
         if tta is not None:
             with_tta = {
                 "baseline_accuracy_tta": tta[0].accuracy,
                 "finetuned_accuracy_tta": tta[1].accuracy,
                 "accuracy_delta_tta": tta[1].accuracy - tta[0].accuracy,
+                "finetuned_val_accuracy_tta": val[1],
             }
         models = {"baseline": baseline.predictions, "finetuned": finetuned.predictions}
         if classical is not None:
@@ -150,6 +158,7 @@ class Metrics(BaseModel):
             finetuned_ece=analysis.reliability(
                 finetuned.probabilities, labels
             ).expected_calibration_error,
+            finetuned_val_accuracy=val[0],
             test_images=len(labels),
             **with_tta,
         )

@@ -2,7 +2,8 @@
 
 TTA averages the class probabilities of the plain test images and of ``evaluate.tta``
 fixed variants of them: the mirror image first, then shifts by a few pixels, the way fastai's
-``tta`` and timm's test-time pooling do. The variants are deterministic, so the numbers
+``tta`` and timm's test-time pooling do; with ``evaluate.tta_flip: false`` shifts only, since
+a mirrored digit or letter is another shape. The variants are deterministic, so the numbers
 repeat.
 """
 
@@ -22,11 +23,12 @@ EVAL_BATCH_SIZE = 256
 View = Callable[[tf.Tensor], tf.Tensor]
 
 
-def score(model: keras.Model, test: Split, tta: int = 0) -> Scores:
-    """Loss, accuracy and predicted classes; with ``tta`` extra views, of their average."""
+def score(model: keras.Model, test: Split, tta: int = 0, flip: bool = True) -> Scores:
+    """Loss, accuracy and predicted classes; with ``tta`` extra views (mirrored ones among
+    them if ``flip``), of their average."""
     dataset = inputs_only(batches(test, EVAL_BATCH_SIZE))
     probabilities = model.predict(dataset, verbose=0)
-    for view in tta_views(test.images.shape[1:3])[:tta]:
+    for view in tta_views(test.images.shape[1:3], flip)[:tta]:
         probabilities += model.predict(dataset.map(view), verbose=0)
     probabilities /= 1 + tta
     one_hot = keras.utils.to_categorical(test.labels, test.classes)
@@ -35,12 +37,14 @@ def score(model: keras.Model, test: Split, tta: int = 0) -> Scores:
     return Scores(float(np.mean(loss)), float(accuracy), probabilities)
 
 
-def tta_views(size: tuple[int, int]) -> list[View]:
+def tta_views(size: tuple[int, int], flip: bool = True) -> list[View]:
     """The variants TTA adds, in order: flipped, then shifted by 1/16 of the image each way
-    (mirrored at the border), then flipped and shifted."""
+    (mirrored at the border), then flipped and shifted; without ``flip``, the shifts alone."""
     step = max(1, round(min(size) / 16))
     shifts = [(0, step), (0, -step), (step, 0), (-step, 0)]
     plain = [_shift(dy, dx) for dy, dx in shifts]
+    if not flip:
+        return plain
     flipped = [_then_flip(_shift(dy, dx)) for dy, dx in shifts[:3]]
     return [tf.image.flip_left_right, *plain, *flipped]
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from src.finetune.entrypoint import LITERT_NOTICES, native_notices_filtered
+from src.finetune.errors import PipelineError
 from src.finetune.model import labels
 
 if TYPE_CHECKING:  # the report reads the formats' names without loading Keras
@@ -78,6 +80,12 @@ def export_model(
         model.export(str(path), format="litert", verbose=False)
         labels.write_sidecar(path, class_names)
     else:
+        expected = tuple(model.inputs[0].shape[1:])
+        if tuple(calibration.shape[1:]) != expected:
+            raise PipelineError(
+                f"int8 calibration images are {tuple(calibration.shape[1:])}, the model takes "
+                f"{expected}; calibrate with the prepared training images"
+            )
         path.write_bytes(quantized_litert(model, calibration))
         labels.write_sidecar(path, class_names)
 
@@ -99,7 +107,7 @@ def quantized_litert(
     """
     import tensorflow as tf
 
-    with tempfile.TemporaryDirectory() as saved_model:
+    with tempfile.TemporaryDirectory() as saved_model, native_notices_filtered(LITERT_NOTICES):
         model.export(saved_model, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

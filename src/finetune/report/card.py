@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from src.finetune.evaluation.metrics import Metrics, PerClass
 from src.finetune.export.results import ExportReport
-from src.finetune.params import Params, Phase, trained_part
+from src.finetune.params import Params, Phase
 from src.finetune.report.document import (
     _pct,
     certainty_lines,
@@ -60,7 +60,7 @@ def render_model_card(
         "",
         f"An image classifier for {len(classes)} classes: {backbone.title} "
         f"({backbone.weights_source(params.model.weights)}) with a new head, trained in two "
-        f"phases: the head on the frozen base, then {trained_part(params.phase2.unfreeze_last)}.",
+        f"phases: the head on the frozen base, then {params.finetuned_part()}.",
         "",
         f"- Input: {height}x{width} images of raw pixels 0-255 ({provenance.image_shape[2]} "
         "channel(s)); the pipeline's readers resize any image to that size "

@@ -13,7 +13,7 @@ from src.finetune.evaluation.classical import describe as describe_classical
 from src.finetune.evaluation.metrics import Metrics, PerClass
 from src.finetune.export.formats import Format
 from src.finetune.export.results import ExportReport
-from src.finetune.params import AugmentParams, Params, Phase, PhaseParams, trained_part
+from src.finetune.params import AugmentParams, Params, Phase, PhaseParams
 from src.finetune.report.plots import fine_tune_start
 from src.finetune.training.history import Summary, kept_epochs
 
@@ -96,12 +96,17 @@ def certainty_lines(metrics: Metrics) -> list[str]:
     if metrics.classical:
         rows.append(f"| classical reference | {accuracy_with_interval(metrics, 'classical')} "
                     "| | |")  # fmt: skip
+    with_tta = f" ({_pct(metrics.finetuned_val_accuracy_tta)} with TTA)" if metrics.tta else ""
     return [
         *rows,
         "",
         "Macro-F1 weighs every class alike, however few its images; the calibration error "
         "is the gap between how sure the model says it is and how often it is right (15 "
         "bins; 0 is perfectly calibrated).",
+        "",
+        "On the validation split the fine-tuned model is right "
+        f"{_pct(metrics.finetuned_val_accuracy)} of the time{with_tta}: compare runs and "
+        "choose recipes on that number; the test numbers only report the choice.",
     ]
 
 
@@ -203,7 +208,8 @@ def recipe_lines(params: Params, summaries: Mapping[Phase, Summary]) -> list[str
     """What ran, technique by technique, so a report can be read without params.yaml."""
     lines = [
         f"- Augmentation (both phases): {augmentation_text(params.augment)}.",
-        f"- Test-time augmentation: {params.evaluate.tta} extra view(s)."
+        f"- Test-time augmentation: {params.evaluate.tta} extra view(s)"
+        f"{'' if params.evaluate.tta_flip else ', shifted only (no mirror images)'}."
         if params.evaluate.tta
         else "- Test-time augmentation: off.",
     ]
@@ -280,7 +286,7 @@ def render_report(
         f"| baseline: frozen base, new head ({optimizer_text(params.phase1)}) | 1-{start - 1} "
         f"| {kept[Phase.EXTRACT]} | {_pct(metrics.baseline_accuracy)} "
         f"| {metrics.baseline_loss:.4f} |{tta_cell('baseline_accuracy_tta')}",
-        f"| fine-tuned: {trained_part(params.phase2.unfreeze_last)} "
+        f"| fine-tuned: {params.finetuned_part()} "
         f"({optimizer_text(params.phase2)}) | {start}-{last} | {kept[Phase.FINETUNE]} "
         f"| {_pct(metrics.finetuned_accuracy)} | {metrics.finetuned_loss:.4f} "
         f"|{tta_cell('finetuned_accuracy_tta')}",

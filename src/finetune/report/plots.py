@@ -7,8 +7,9 @@ display and no backend chosen on import: the stages run headless.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,17 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from src.finetune.files import atomic_path
 from src.finetune.params import Phase
+
+
+class RateSweepLike(Protocol):
+    """What the range test's figure reads of a sweep (``training.rate_range.RateSweep``)."""
+
+    rates: Sequence[float]
+    losses: Sequence[float]
+    raw_losses: Sequence[float]
+    suggested: float
+    minimum: float
+    stopped: str
 
 
 def fine_tune_start(history: pd.DataFrame) -> int:
@@ -122,23 +134,42 @@ def grad_cam_figure(images: np.ndarray, maps: np.ndarray, captions: list[str]) -
     return figure
 
 
+# A reliability bin with fewer images than this says little: drawn hollow, off the line.
+MIN_BIN_IMAGES = 10
+
+
 def reliability_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
                        eces: Mapping[str, float]) -> Figure:  # fmt: skip
-    """Accuracy against confidence per bin for each checkpoint; the diagonal is perfect."""
-    figure = Figure(figsize=(5.5, 5))
-    axis = figure.subplots()
+    """Accuracy against confidence per bin for each checkpoint, the diagonal being perfect,
+    and below it how many test images each bin holds: a bin of three images zig-zags between
+    0.33 and 1.0 whatever the model, so bins under ``MIN_BIN_IMAGES`` are hollow markers off
+    the line, and the counts show how much each point weighs."""
+    figure = Figure(figsize=(5.5, 6.5))
+    axis, counts = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
-    for name, (confidence, accuracy, count) in curves.items():
-        filled = count > 0
-        axis.plot(confidence[filled], accuracy[filled], marker="o",
-                  label=f"{name} (ECE {eces[name]:.3f})")  # fmt: skip
-    axis.set_xlabel("confidence (top probability)")
+    for index, (name, (confidence, accuracy, count)) in enumerate(curves.items()):
+        solid = count >= MIN_BIN_IMAGES
+        sparse = (count > 0) & ~solid
+        (line,) = axis.plot(confidence[solid], accuracy[solid], marker="o",
+                            label=f"{name} (ECE {eces[name]:.3f})")  # fmt: skip
+        axis.scatter(confidence[sparse], accuracy[sparse], facecolors="none",
+                     edgecolors=line.get_color())  # fmt: skip
+        bins = len(count)
+        centres, width = (np.arange(bins) + 0.5) / bins, 0.8 / bins / len(curves)
+        counts.bar(centres + (index - (len(curves) - 1) / 2) * width, count, width,
+                   color=line.get_color(), label=name)  # fmt: skip
     axis.set_ylabel("accuracy")
     axis.set_xlim(0, 1)
     axis.set_ylim(0, 1)
     axis.grid(True, alpha=0.3)
-    axis.legend(loc="upper left", fontsize="small")
+    axis.legend(loc="upper left", fontsize="small",
+                title=f"hollow: bins of fewer than {MIN_BIN_IMAGES} images",
+                title_fontsize="x-small")  # fmt: skip
     axis.set_title("Reliability on the test split")
+    counts.set_xlabel("confidence (top probability)")
+    counts.set_ylabel("test images")
+    counts.set_yscale("symlog")
+    counts.grid(True, alpha=0.3)
     return figure
 
 
@@ -163,4 +194,29 @@ def confusion_figure(matrix: np.ndarray, class_names: tuple[str, ...]) -> Figure
                           fontsize="x-small", color=color)  # fmt: skip
     figure.colorbar(shown, ax=axis, format=PercentFormatter(1.0))
     axis.set_title("Confusion matrix, fine-tuned model (share of each actual class)")
+    return figure
+
+
+def rate_sweep_figure(sweep: RateSweepLike, param: str) -> Figure:
+    """The learning-rate range test: loss against rate (log scale), each step and smoothed,
+    with the suggested rate and the lowest point marked."""
+    figure = Figure(figsize=(7, 4.2))
+    axis = figure.subplots()
+    axis.plot(sweep.rates, sweep.raw_losses, color="lightgrey", linewidth=0.8, label="each step")
+    axis.plot(sweep.rates, sweep.losses, color="tab:blue", label="smoothed")
+    at = np.searchsorted(sweep.rates, sweep.suggested)
+    at = min(at, len(sweep.rates) - 1)
+    axis.axvline(sweep.suggested, color="tab:green", linestyle="--",
+                 label=f"suggested {param}: {sweep.suggested:.2g}")  # fmt: skip
+    axis.plot([sweep.rates[at]], [sweep.losses[at]], "o", color="tab:green")
+    axis.axvline(sweep.minimum, color="tab:red", linestyle=":",
+                 label=f"lowest loss: {sweep.minimum:.2g}")  # fmt: skip
+    axis.set_xscale("log")
+    low, high = min(sweep.losses), max(sweep.losses[: max(3, len(sweep.losses) // 10)])
+    axis.set_ylim(low - 0.1 * (high - low), high + 0.3 * (high - low))
+    axis.set_xlabel("learning rate")
+    axis.set_ylabel("training loss")
+    axis.grid(True, alpha=0.3)
+    axis.legend(loc="upper left", fontsize="small")
+    axis.set_title(f"Learning-rate range test ({sweep.stopped})", fontsize="medium")
     return figure

@@ -65,10 +65,12 @@ class Tracker(ABC):
 
     @abstractmethod
     def log_model(
-        self, model: Any, name: str, class_names: tuple[str, ...], register_as: str | None = None
+        self, model: Any, name: str, class_names: tuple[str, ...], final: bool = False
     ) -> None:
-        """A Keras model of the comparison run, its class names in its metadata; optionally
-        registered as a new version of ``register_as``."""
+        """A Keras model of the comparison run, its class names in its metadata; ``final``
+        marks the execution's result, which the tracker may register as a new version of a
+        model (MLflow: ``mlflow.registered_model``). A tracker set to log no models (MLflow:
+        ``mlflow.log_models: false``) logs nothing."""
 
     @abstractmethod
     def link_model_metrics(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
@@ -147,9 +149,9 @@ class SafeTracker(Tracker):
         self._call("log_artifacts", paths, comparison=comparison)
 
     def log_model(
-        self, model: Any, name: str, class_names: tuple[str, ...], register_as: str | None = None
+        self, model: Any, name: str, class_names: tuple[str, ...], final: bool = False
     ) -> None:
-        self._call("log_model", model, name, class_names, register_as)
+        self._call("log_model", model, name, class_names, final)
 
     def link_model_metrics(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
         self._call("link_model_metrics", metrics)

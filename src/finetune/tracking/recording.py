@@ -46,9 +46,9 @@ class RecordingTracker(Tracker):
         self.calls.append(("log_artifacts", (tuple(paths), comparison)))
 
     def log_model(
-        self, model: Any, name: str, class_names: tuple[str, ...], register_as: str | None = None
+        self, model: Any, name: str, class_names: tuple[str, ...], final: bool = False
     ) -> None:
-        self.calls.append(("log_model", (model, name, class_names, register_as)))
+        self.calls.append(("log_model", (model, name, class_names, final)))
 
     def link_model_metrics(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
         self.calls.append(("link_model_metrics", (dict(metrics),)))

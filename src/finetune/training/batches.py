@@ -9,6 +9,7 @@ are shuffled, seeded, in a new order every epoch, and augmented when asked to.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,29 +20,45 @@ from src.finetune.data.splits import Split
 from src.finetune.training.augment import Augmentation
 
 
+@dataclass(frozen=True)
+class Cached:
+    """What the frozen part made of a split's images (see ``caching``): one float array per
+    tensor it hands on (``inputs``: one array, or a tuple when it hands on several), with
+    their labels, which MixUp and CutMix may have blended (one row of class weights per
+    image). Batched like a split."""
+
+    inputs: np.ndarray | tuple[np.ndarray, ...]
+    labels: np.ndarray
+    classes: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
 def batches(
-    split: Split,
+    split: Split | Cached,
     batch_size: int,
     *,
     shuffle_seed: int | None = None,
     augmentation: Augmentation | None = None,
     views: int = 1,
-    view: tf.Variable | None = None,
+    current_view: tf.Variable | None = None,
 ) -> tf.data.Dataset:
-    """The split in batches of ``(inputs, one-hot or mixed labels)``.
+    """The split (its images, or the frozen part's features of them) in batches of
+    ``(inputs, one-hot or mixed labels)``.
 
     ``views`` > 1: the split stacks that many augmented views of the same images one after
-    the other (see ``caching``), and ``view`` holds the one this epoch trains on.
+    the other (see ``caching``), and ``current_view`` holds the one this epoch trains on.
     """
-    images = tf.nest.map_structure(_gatherer, split.images)
+    images = tf.nest.map_structure(_gatherer, split.inputs)
     labels = tf.convert_to_tensor(split.labels)
     count = len(split) // views
     indices = tf.data.Dataset.range(count)
     if shuffle_seed is not None:
         indices = indices.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=True)
     indices = indices.batch(batch_size)
-    if view is not None:
-        indices = indices.map(lambda i: i + tf.cast(view, tf.int64) * count)
+    if current_view is not None:
+        indices = indices.map(lambda i: i + tf.cast(current_view, tf.int64) * count)
 
     def gather(i: tf.Tensor) -> tuple[Any, tf.Tensor]:
         picked = tf.nest.map_structure(lambda take: take(i), images)

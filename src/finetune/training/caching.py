@@ -20,86 +20,14 @@ model, which is then saved as usual: the checkpoint cannot tell how it was train
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from src.finetune.data.splits import Split
-from src.finetune.model.network import (
-    BASE_NAME,
-    InferenceMode,
-    apply_head,
-    base_of,
-    image_input,
-    resize_layer,
-)
+from src.finetune.model.cut import NetworkCut
 from src.finetune.training.augment import Augmentation
-from src.finetune.training.batches import batches, inputs_only
-
-BYTES_PER_FLOAT = 4
-# Inference has no batch statistics, so the batch size is free; larger batches run the frozen
-# network faster (2-core CPU, 32x32: 1,630 images/s at 64, 3,230 at 512). Scaled down with
-# the image area, so activations at 224x224 stay small.
-INFERENCE_PIXELS = 512 * 32 * 32
-
-
-@dataclass(frozen=True)
-class NetworkCut:
-    """The full model cut where training starts: ``frozen`` feeds ``trainable``."""
-
-    frozen: keras.Model
-    trainable: keras.Model
-
-    def inference_batch_size(self) -> int:
-        height, width = self.frozen.inputs[0].shape[1:3]
-        resize = resize_layer(self.frozen)
-        if resize is not None:
-            height, width = resize.output.shape[1:3]
-        return max(16, INFERENCE_PIXELS // (height * width))
-
-    def bytes_per_image(self) -> int:
-        return sum(int(np.prod(t.shape[1:])) * BYTES_PER_FLOAT for t in self.frozen.outputs)
-
-
-def cut_below_trainable(model: keras.Model) -> NetworkCut:
-    """Cut ``model`` below its lowest trainable layer (see module docstring)."""
-    base = base_of(model)
-    first = next(
-        (i for i, layer in enumerate(base.layers) if layer.trainable_weights), len(base.layers)
-    )
-    if first == len(base.layers):
-        return _cut_above_base(model)
-    return _cut_inside_base(model, base, first)
-
-
-def _cut_above_base(model: keras.Model) -> NetworkCut:
-    frozen = keras.Model(model.inputs, model.get_layer("avg_pool").output, name="frozen")
-    features = keras.Input(shape=frozen.outputs[0].shape[1:], name="pooled_features")
-    x = model.get_layer("head_dropout")(features)
-    trainable = keras.Model(features, model.get_layer("probs")(x), name="head")
-    return NetworkCut(frozen, trainable)
-
-
-def _cut_inside_base(model: keras.Model, base: keras.Model, first: int) -> NetworkCut:
-    top = base.layers[first:]
-    on_top = {id(layer) for layer in top}
-    boundary, seen = [], set()
-    for layer in top:
-        for node in layer._inbound_nodes:
-            for tensor in node.input_tensors:
-                if id(tensor._keras_history.operation) not in on_top and id(tensor) not in seen:
-                    seen.add(id(tensor))
-                    boundary.append(tensor)
-
-    bottom = keras.Model(base.inputs, boundary, name="frozen_bottom")
-    top_model = keras.Model(boundary, base.output, name="trainable_top")
-    images, resized = image_input(model)
-    frozen = keras.Model(images, InferenceMode(bottom, name="frozen_bottom_inference")(resized))
-    inputs = [keras.Input(shape=t.shape[1:], name=f"cached_{i}") for i, t in enumerate(boundary)]
-    outputs = apply_head(model, InferenceMode(top_model, name=BASE_NAME)(inputs))
-    return NetworkCut(frozen, keras.Model(inputs, outputs, name="trainable"))
+from src.finetune.training.batches import Cached, batches, inputs_only
 
 
 def frozen_outputs(frozen: keras.Model, batched: tf.data.Dataset) -> tuple[np.ndarray, ...]:
@@ -114,10 +42,10 @@ def frozen_outputs(frozen: keras.Model, batched: tf.data.Dataset) -> tuple[np.nd
     return tuple(outputs) if isinstance(outputs, list | tuple) else (outputs,)
 
 
-def cached_split(cut: NetworkCut, split: Split) -> Split:
+def cached_split(cut: NetworkCut, split: Split) -> Cached:
     """The frozen part's outputs for ``split``, with its labels."""
     outputs = frozen_outputs(cut.frozen, batches(split, cut.inference_batch_size()))
-    return Split(_as_inputs(outputs), split.labels, split.classes)
+    return Cached(_as_inputs(outputs), split.labels, split.classes)
 
 
 def _as_inputs(outputs: tuple[np.ndarray, ...]) -> np.ndarray | tuple[np.ndarray, ...]:
@@ -126,7 +54,7 @@ def _as_inputs(outputs: tuple[np.ndarray, ...]) -> np.ndarray | tuple[np.ndarray
     return outputs[0] if len(outputs) == 1 else outputs
 
 
-def cached_views(cut: NetworkCut, split: Split, augmentation: Augmentation, views: int) -> Split:
+def cached_views(cut: NetworkCut, split: Split, augmentation: Augmentation, views: int) -> Cached:
     """``views`` augmented views of every image through the frozen part, stacked view after
     view; view ``v`` is augmented as epoch ``v`` would be. Labels too, when MixUp or CutMix
     blend them."""
@@ -142,4 +70,4 @@ def cached_views(cut: NetworkCut, split: Split, augmentation: Augmentation, view
         else:
             labels.append(split.labels)
     stacked = tuple(np.concatenate(tensors) for tensors in zip(*parts, strict=True))
-    return Split(_as_inputs(stacked), np.concatenate(labels), split.classes)
+    return Cached(_as_inputs(stacked), np.concatenate(labels), split.classes)

@@ -1,9 +1,11 @@
-"""Per-epoch history files: one row per global epoch, the same columns in both phases."""
+"""What a phase did: its ``History`` (one row per epoch it ran, the epoch it kept), the history
+files (one row per global epoch, the same columns in both phases) and the typed ``Summary``."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -135,3 +137,30 @@ def with_learning_rates(history: pd.DataFrame, summaries: Mapping[Phase, Summary
 def kept_epochs(summaries: Mapping[Phase, Summary]) -> dict[Phase, int]:
     """Each phase's epoch whose weights it kept."""
     return {phase: summary.kept_epoch for phase, summary in summaries.items()}
+
+
+@dataclass
+class History:
+    """What a phase did: one row per epoch it ran, and the epoch whose weights it kept."""
+
+    phase: Phase
+    frame: pd.DataFrame  # HISTORY_COLUMNS and the top group's learning rate, ``lr``
+    kept_epoch: int
+    stopped_early: bool
+    groups: list[Group]
+    inputs: str  # how the training inputs were computed: cached or streamed, and why
+
+    def summary(self) -> Summary:
+        """What the history file does not say: the kept epoch, the rates, the inputs."""
+        epochs = self.frame["epoch"].astype(int)
+        rates = self.frame["lr"] if "lr" in self.frame else [None] * len(epochs)
+        return Summary(
+            phase=self.phase,
+            first_epoch=int(epochs.iloc[0]),
+            last_epoch=int(epochs.iloc[-1]),
+            kept_epoch=self.kept_epoch,
+            stopped_early=self.stopped_early,
+            inputs=self.inputs,
+            groups=self.groups,
+            lr={int(epoch): rate for epoch, rate in zip(epochs, rates, strict=True)},
+        )

@@ -27,17 +27,13 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from src.finetune.data.splits import Split
 from src.finetune.errors import PipelineError
+from src.finetune.model.cut import NetworkCut, cut_below_trainable
 from src.finetune.model.network import Block, set_trainable, training_groups
-from src.finetune.params import Phase, trained_part
+from src.finetune.params import trained_part
 from src.finetune.training.augment import Augmentation, augmentation
 from src.finetune.training.batches import batches
-from src.finetune.training.caching import (
-    NetworkCut,
-    cached_split,
-    cached_views,
-    cut_below_trainable,
-)
-from src.finetune.training.history import Group, Summary, history_frame
+from src.finetune.training.caching import cached_split, cached_views
+from src.finetune.training.history import Group, History, history_frame
 from src.finetune.training.optimization import (
     current_rate,
     group_rates,
@@ -60,33 +56,6 @@ class UnfreezingStep:
     groups: int
 
 
-@dataclass
-class History:
-    """What a phase did: one row per epoch it ran, and the epoch whose weights it kept."""
-
-    phase: Phase
-    frame: pd.DataFrame  # HISTORY_COLUMNS and the top group's learning rate, ``lr``
-    kept_epoch: int
-    stopped_early: bool
-    groups: list[Group]
-    inputs: str  # how the training inputs were computed: cached or streamed, and why
-
-    def summary(self) -> Summary:
-        """What the history file does not say: the kept epoch, the rates, the inputs."""
-        epochs = self.frame["epoch"].astype(int)
-        rates = self.frame["lr"] if "lr" in self.frame else [None] * len(epochs)
-        return Summary(
-            phase=self.phase,
-            first_epoch=int(epochs.iloc[0]),
-            last_epoch=int(epochs.iloc[-1]),
-            kept_epoch=self.kept_epoch,
-            stopped_early=self.stopped_early,
-            inputs=self.inputs,
-            groups=self.groups,
-            lr={int(epoch): rate for epoch, rate in zip(epochs, rates, strict=True)},
-        )
-
-
 def unfreezing_steps(plan: Plan, groups: int) -> list[UnfreezingStep]:
     """One step per group joining, ``unfreeze_every`` epochs apart; one step without it."""
     if not plan.unfreeze_every or groups == 1:
@@ -103,9 +72,8 @@ def unfreezing_steps(plan: Plan, groups: int) -> list[UnfreezingStep]:
     ]
 
 
-def phase_groups(model: keras.Model, plan: Plan) -> list[Group]:
+def phase_groups(blocks: list[Block], plan: Plan) -> list[Group]:
     """Each group's name, peak learning rate and first epoch, for the log and the tracker."""
-    blocks = training_groups(model, plan.unfreeze_last)
     steps = unfreezing_steps(plan, len(blocks))
     rates = group_rates(plan.settings.lr, plan.lr_decay, len(blocks))
     first = {step.groups - 1: step.first + 1 for step in steps}
@@ -131,11 +99,15 @@ def train(
     early-stopping state. ``callbacks`` see every epoch as it ends, after the backup.
     """
     blocks = training_groups(model, plan.unfreeze_last)
-    set_trainable(model, blocks)  # the phase's whole range decides where the network is cut
+    # the phase's whole range decides where the network is cut
+    set_trainable(model, blocks, plan.train_batchnorm)
     weights = class_weights(data[0], plan.train.class_weight)
     inputs = training_inputs(model, data, plan)
     log.info(
-        "%s: training %s, %s", plan.phase, trained_part(plan.unfreeze_last), inputs.description
+        "%s: training %s, %s",
+        plan.phase,
+        trained_part(plan.unfreeze_last, plan.train_batchnorm),
+        inputs.description,
     )
     steps = unfreezing_steps(plan, len(blocks))
     optimizers = GroupOptimizers(plan, blocks, inputs.steps_per_epoch)
@@ -150,19 +122,19 @@ def train(
     for step in steps:
         if step.end < resumed.epoch or (stopping and stopping.stopped_epoch):
             continue
-        set_trainable(model, blocks[: step.groups])
-        inputs.view.compile(
+        set_trainable(model, blocks[: step.groups], plan.train_batchnorm)
+        inputs.trainable.compile(
             optimizer=optimizers.for_step(step),
             loss=phase_loss(plan),
             metrics=["accuracy"],
             jit_compile=plan.jit_compile,
         )
         if step.first < resumed.epoch <= step.end:
-            backup.restore(inputs.view)
+            backup.restore(inputs.trainable)
         start = max(step.first, resumed.epoch)
         if start >= step.end or (stopping and stopping.stopped_epoch):
             continue
-        inputs.view.fit(
+        inputs.trainable.fit(
             inputs.train,
             validation_data=inputs.validation,
             initial_epoch=start,
@@ -183,7 +155,7 @@ def train(
             shuffle=False,  # the dataset shuffles itself, seeded, every epoch
             verbose=1 if sys.stdout.isatty() else 2,
         )
-        if inputs.view.stop_training and not (stopping and stopping.stopped_epoch):
+        if inputs.trainable.stop_training and not (stopping and stopping.stopped_epoch):
             break  # TerminateOnNaN: the divergence check below says what to do
 
     frame = history_frame(recorder.rows)
@@ -194,14 +166,14 @@ def train(
         raise
     kept = int(frame["epoch"].iloc[-1])
     if stopping and stopping.best_weights is not None:
-        stopping.restore_best(inputs.view)
+        stopping.restore_best(inputs.trainable)
         kept = stopping.best_epoch + 1
     return History(
         phase=plan.phase,
         frame=frame,
         kept_epoch=kept,
         stopped_early=bool(stopping and stopping.stopped_epoch),
-        groups=phase_groups(model, plan),
+        groups=phase_groups(blocks, plan),
         inputs=inputs.description,
     )
 
@@ -229,7 +201,7 @@ def phase_loss(plan: Plan) -> keras.losses.Loss:
 class TrainingInputs:
     """The part of the network that trains, what it trains on, and how that was made."""
 
-    view: keras.Model
+    trainable: keras.Model  # the whole model, or its part above the cache
     train: tf.data.Dataset
     validation: tf.data.Dataset
     steps_per_epoch: int
@@ -249,7 +221,7 @@ def training_inputs(model: keras.Model, data: tuple[Split, Split], plan: Plan) -
     why_not = _why_not_cached(cut, data, plan, views)
     if cut is None or why_not:
         return TrainingInputs(
-            view=model,
+            trainable=model,
             train=batches(
                 train_split,
                 plan.settings.batch_size,
@@ -264,7 +236,7 @@ def training_inputs(model: keras.Model, data: tuple[Split, Split], plan: Plan) -
     cached_val = cached_split(cut, val_split)
     if augmenter is None:
         return TrainingInputs(
-            view=cut.trainable,
+            trainable=cut.trainable,
             train=batches(
                 cached_split(cut, train_split), plan.settings.batch_size, shuffle_seed=plan.seed
             ),
@@ -273,12 +245,16 @@ def training_inputs(model: keras.Model, data: tuple[Split, Split], plan: Plan) -
             description="on the frozen part's cached outputs",
             per_epoch=[],
         )
-    view = tf.Variable(0, dtype=tf.int64, trainable=False, name="cached_view")
+    current_view = tf.Variable(0, dtype=tf.int64, trainable=False, name="cached_view")
     stacked = cached_views(cut, train_split, augmenter, views)
     return TrainingInputs(
-        view=cut.trainable,
+        trainable=cut.trainable,
         train=batches(
-            stacked, plan.settings.batch_size, shuffle_seed=plan.seed, views=views, view=view
+            stacked,
+            plan.settings.batch_size,
+            shuffle_seed=plan.seed,
+            views=views,
+            current_view=current_view,
         ),
         validation=batches(cached_val, plan.settings.batch_size),
         steps_per_epoch=steps_per_epoch,
@@ -287,7 +263,7 @@ def training_inputs(model: keras.Model, data: tuple[Split, Split], plan: Plan) -
             f"augmented views of each image ({augmenter.describe()}), epoch e on view e mod "
             f"{views}; train.cached_views: 0 streams a fresh augmentation every epoch instead"
         ),
-        per_epoch=[CycleViews(view, views)],
+        per_epoch=[CycleViews(current_view, views)],
     )
 
 
@@ -411,12 +387,12 @@ class ReseedEachEpoch(keras.callbacks.Callback):
 class CycleViews(keras.callbacks.Callback):
     """Points the cached training batches at the augmented view of this epoch."""
 
-    def __init__(self, view: tf.Variable, views: int) -> None:
+    def __init__(self, current_view: tf.Variable, views: int) -> None:
         super().__init__()
-        self.view, self.views = view, views
+        self.current_view, self.views = current_view, views
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.view.assign(epoch % self.views)
+        self.current_view.assign(epoch % self.views)
 
 
 class EpochRecorder(keras.callbacks.Callback):

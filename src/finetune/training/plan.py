@@ -26,6 +26,9 @@ class Plan:
     seed: int
     initial_epoch: int = 0
     jit_compile: bool = False  # as resolved for the devices (see ``devices``)
+    # Base layers the phase trains, counted from the top (``phase2.unfreeze_last`` in layers
+    # of the backbone); None: the head alone (phase 1).
+    unfreeze_last: int | None = None
 
     @classmethod
     def for_phase(
@@ -39,6 +42,7 @@ class Plan:
             seed=params.seed,
             initial_epoch=initial_epoch,
             jit_compile=jit_compile,
+            unfreeze_last=params.unfrozen_layers() if phase is Phase.FINETUNE else None,
         )
 
     @property
@@ -46,9 +50,9 @@ class Plan:
         return self.initial_epoch + self.settings.epochs
 
     @property
-    def unfreeze_last(self) -> int | None:
-        """Base layers the phase trains; None: the head alone (phase 1)."""
-        return self.settings.unfreeze_last if isinstance(self.settings, Phase2Params) else None
+    def train_batchnorm(self) -> bool:
+        """Whether BatchNormalization in the unfrozen layers trains (phase 2 only)."""
+        return isinstance(self.settings, Phase2Params) and self.settings.train_batchnorm
 
     @property
     def lr_decay(self) -> float:

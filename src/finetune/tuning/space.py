@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import optuna
 from pydantic import (
     BaseModel,
@@ -31,6 +32,7 @@ from src.finetune.params import apply_overrides, check_params, read_yaml
 
 # What a study can maximise or minimise: a column of the last training phase's history.
 DIRECTIONS = {"val_accuracy": "maximize", "val_loss": "minimize"}
+INTERIOR = 9  # points inside a range checked against the params schema, besides its ends
 Choice = bool | int | float | str | None
 
 
@@ -66,7 +68,18 @@ class Range(BaseModel):
         return trial.suggest_float(key, self.low, self.high, step=self.step, log=self.log)
 
     def examples(self) -> list[int | float]:
-        return [self.low, self.high]
+        """The ends and points between them (evenly spaced, on the log scale with ``log``):
+        a value the params refuse inside the range (``ema`` from 0 to 0.999 takes 0.37) is
+        found before a trial draws it, not by the trial."""
+        if self.log:
+            points = np.geomspace(self.low, self.high, INTERIOR + 2)
+        else:
+            points = np.linspace(self.low, self.high, INTERIOR + 2)
+        if self.integers:
+            step = self.step or 1
+            values = {int(self.low + round((p - self.low) / step) * step) for p in points}
+            return sorted(v for v in values if v <= self.high)
+        return [self.low, *(float(p) for p in points[1:-1]), self.high]
 
 
 class Choices(BaseModel):
@@ -107,6 +120,9 @@ class SearchSpace(BaseModel):
     metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     trials: Annotated[int, Field(ge=1, le=10_000)]
     pruner: Literal["median", "successive_halving", "none"] = "median"
+    # Epochs of the fine-tuning phase every trial runs before the pruner may stop it: a high
+    # rate often starts worse and ends better, and would be stopped after its first epoch.
+    prune_after: Annotated[int, Field(ge=0, le=10_000)] = 0
     space: dict[str, Dimension] = Field(min_length=1)
 
     @property
@@ -153,7 +169,8 @@ def _first_problem(error: ValidationError) -> str:
     key = ".".join(str(part) for part in detail["loc"] if part not in ("a range", "a choice list"))
     if detail["type"] == "extra_forbidden":
         return (
-            f"{key}: unknown key; a study has metric, trials, pruner and space, a range has "
+            f"{key}: unknown key; a study has metric, trials, pruner, prune_after and space, a "
+            "range has "
             "low, high, log and step, a choice list has choices"
         )
     if detail["type"] == "missing":

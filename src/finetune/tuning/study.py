@@ -64,7 +64,7 @@ def open_study(space: SearchSpace, name: str, storage: str) -> optuna.Study:
     study = optuna.create_study(
         study_name=name,
         storage=storage_for(storage),
-        pruner=make_pruner(space.pruner, space.trials),
+        pruner=make_pruner(space.pruner, space.trials, space.prune_after),
         direction=space.direction,
         load_if_exists=True,
     )
@@ -72,7 +72,7 @@ def open_study(space: SearchSpace, name: str, storage: str) -> optuna.Study:
     if bound is None:  # the stages of each trial read these back (``tuning.pruning``)
         study.set_user_attr("space", space.fingerprint())
         study.set_user_attr("metric", space.metric)
-        study.set_user_attr("pruner", [space.pruner, space.trials])
+        study.set_user_attr("pruner", [space.pruner, space.trials, space.prune_after])
     elif bound != space.fingerprint():
         raise PipelineError(
             f"study {name!r} already exists in {safe_url(storage)} with another search space or "

@@ -15,8 +15,8 @@ from src.finetune.data import archives
 from src.finetune.data.archives import CIFAR10, CIFAR100, ensure_archive, read_archive
 from src.finetune.errors import PipelineError
 from tests.support.params import TINY_TEST, TINY_TRAIN
-from tests.support.sample import CLASS_NAMES, write_archive
 from tests.support.servers import LocalServer
+from workbench.archives import CLASS_NAMES, write_archive
 
 
 def write_members(path, members: dict[str, bytes], links: tuple[str, ...] = ()) -> None:
@@ -153,9 +153,21 @@ def test_pickles_that_would_run_code_are_refused(tmp_path):
         read_archive(archive, CIFAR10)
 
 
-def test_existing_archive_with_the_right_checksum_is_used_without_network(sample_archive):
+def test_existing_archive_with_the_right_checksum_is_used_without_network(
+    sample_archive, monkeypatch
+):
     path, sha = sample_archive
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    verified = []
+
+    def no_download(*args):
+        raise AssertionError("an archive that is there is not downloaded again")
+
+    monkeypatch.setattr(archives, "download", no_download)
+    monkeypatch.setattr(archives, "verify_sha256", lambda *args: verified.append(args))
     ensure_archive(path, "http://127.0.0.1:9/unreachable", sha, CIFAR10)
+    assert verified == [(path, sha)], "checked against the digest given"
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
 
 
 def test_checksum_mismatch_stops_and_keeps_the_file_untouched(sample_archive, tmp_path):

@@ -13,7 +13,7 @@ from src.finetune.data.splits import (
     stratified_subset,
 )
 from src.finetune.errors import PipelineError
-from tests.support.sample import CLASS_NAMES
+from workbench.archives import CLASS_NAMES
 
 
 def labelled(n_per_class: int) -> Split:

@@ -10,7 +10,7 @@ from PIL import Image
 
 from src.finetune.data import images
 from src.finetune.data.folders import scan_folder
-from src.finetune.data.prepared import load_info, load_split
+from src.finetune.data.prepared import load_files, load_info, load_split
 from src.finetune.data.sources.folder import prepare_folder
 from src.finetune.errors import PipelineError
 from src.finetune.params import DataParams
@@ -57,6 +57,9 @@ def test_given_train_and_test_folders_are_the_splits(tmp_path):
     image_folder(tmp_path / "photos/test", per_class=2)
     sizes = prepare(tmp_path / "photos", tmp_path / "prepared")
     assert sizes == {"train_images": 12, "val_images": 3, "test_images": 6}
+    files = load_files(tmp_path / "prepared")
+    assert all(path.startswith("photos/test/") for path in files["test"])
+    assert not any(path.startswith("photos/test/") for path in files["train"] + files["val"])
 
 
 def test_the_same_folder_and_seed_give_the_same_splits(tmp_path):
@@ -66,6 +69,8 @@ def test_the_same_folder_and_seed_give_the_same_splits(tmp_path):
     for name in ("train", "val", "test"):
         first, second = load_split(tmp_path / "a", name), load_split(tmp_path / "b", name)
         assert np.array_equal(first.images, second.images)
+        assert np.array_equal(first.labels, second.labels)
+    assert load_files(tmp_path / "a") == load_files(tmp_path / "b")
 
 
 def test_what_is_not_a_readable_image_is_ignored_or_skipped_and_named(tmp_path, caplog):
@@ -134,6 +139,15 @@ def test_a_folder_that_cannot_train_stops_with_one_line(tmp_path, layout, expect
         prepare(folder, tmp_path / "prepared")
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "prepared/train_images.npy").exists()
+
+
+@pytest.mark.parametrize("test_split", [0.97, 0.99])
+def test_a_test_split_that_leaves_no_training_image_is_one_line(tmp_path, test_split):
+    """15 images a class: 0.97 leaves one training image of each, 0.99 none at all."""
+    folder = image_folder(tmp_path / "photos", per_class=15)
+    with pytest.raises(PipelineError, match="split would hold no image of class") as caught:
+        prepare(folder, tmp_path / "prepared", test_split=test_split)
+    assert "\n" not in str(caught.value)
 
 
 def test_a_class_folder_linked_from_outside_is_one_line(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from src.finetune.evaluation.scoring import score, tta_views
-from src.finetune.params import MAX_TTA_VIEWS
+from src.finetune.params import MAX_TTA_VIEWS, SHIFTED_VIEWS
 from tests.support.training import fresh_model, tiny_split
 
 
@@ -19,6 +19,18 @@ def test_tta_views_are_the_mirror_image_then_shifts_mirrored_at_the_border():
     np.testing.assert_array_equal(right[:, :, 0], images[:, :, 2])  # the border mirrored
     assert all(view(images).shape == images.shape for view in views)
     assert len({view(images).numpy().tobytes() for view in views}) == MAX_TTA_VIEWS
+
+
+def test_without_flip_the_views_are_the_shifts_alone():
+    """For digits and text, whose mirror image is another shape (evaluate.tta_flip: false)."""
+    images = tf.reshape(tf.range(2 * 32 * 32 * 3, dtype=tf.float32), (2, 32, 32, 3))
+    shifted = tta_views((32, 32), flip=False)
+    assert len(shifted) == SHIFTED_VIEWS
+    with_flip = [view(images).numpy() for view in tta_views((32, 32))[1 : 1 + SHIFTED_VIEWS]]
+    for view, same in zip(shifted, with_flip, strict=True):
+        np.testing.assert_array_equal(view(images), same)
+    mirrored = images[:, :, ::-1].numpy()
+    assert not any(np.array_equal(view(images), mirrored) for view in shifted)
 
 
 def test_tta_averages_the_plain_and_extra_views_probabilities():

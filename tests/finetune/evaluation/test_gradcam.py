@@ -17,6 +17,7 @@ def test_one_map_per_image_scaled_to_one(backbone):
     assert maps.shape == (3, 2, 2)  # 64 pixels down to the base's 2x2 feature map
     assert maps.min() >= 0 and maps.max() <= 1
     assert all(m.max() in (0.0, 1.0) for m in maps), "each map peaks at 1 (or is empty)"
+    assert any(m.max() == 1.0 for m in maps), "not all empty"
 
 
 def test_the_map_follows_the_evidence_for_the_class():

@@ -19,6 +19,7 @@ from src.finetune.evaluation.metrics import (
 )
 
 NAMES = tuple(f"c{i}" for i in range(10))
+VAL = (0.7, None)  # the fine-tuned model's validation accuracy, without TTA
 LABELS = np.array([0, 1, 2, 3])
 
 
@@ -41,7 +42,7 @@ def test_per_class_accuracy_and_absent_classes():
 
 
 def test_comparison_metrics_delta_is_finetuned_minus_baseline():
-    metrics = Metrics.compare(BASELINE, FINETUNED, LABELS)
+    metrics = Metrics.compare(BASELINE, FINETUNED, LABELS, val=VAL)
     assert metrics.accuracy_delta == pytest.approx(0.5)
     assert metrics.baseline_loss == 1.2 and metrics.finetuned_loss == 0.8
     assert metrics.test_images == 4
@@ -53,7 +54,7 @@ def test_comparison_metrics_delta_is_finetuned_minus_baseline():
 
 def test_tta_adds_its_accuracies_and_delta_beside_the_plain_ones():
     tta = (Scores(1.0, 0.5, confident([0, 1, 0, 0])), Scores(0.7, 1.0, confident(LABELS)))
-    metrics = Metrics.compare(BASELINE, FINETUNED, LABELS, tta)
+    metrics = Metrics.compare(BASELINE, FINETUNED, LABELS, tta, val=(0.7, 0.75))
     assert metrics.baseline_accuracy_tta == 0.5 and metrics.finetuned_accuracy_tta == 1.0
     assert metrics.accuracy_delta_tta == pytest.approx(0.5)
     assert set(HEADLINE) | set(TTA_HEADLINE) == set(metrics.headline())
@@ -73,9 +74,11 @@ def test_tta_adds_its_accuracies_and_delta_beside_the_plain_ones():
         "finetuned_macro_f1",
         "baseline_ece",
         "finetuned_ece",
+        "finetuned_val_accuracy",
         "baseline_accuracy_tta",
         "finetuned_accuracy_tta",
         "accuracy_delta_tta",
+        "finetuned_val_accuracy_tta",
     }
 
 
@@ -84,7 +87,7 @@ def test_the_classical_reference_is_scored_on_the_same_images_with_the_gain_over
     finetuned = Scores(0.3, 1.0, confident(labels))
     wrong_quarter = np.where(np.arange(40) < 10, (labels + 1) % 4, labels)
     classical = ClassicalScores(wrong_quarter, train_images=321)
-    metrics = Metrics.compare(BASELINE_40, finetuned, labels, classical=classical)
+    metrics = Metrics.compare(BASELINE_40, finetuned, labels, classical=classical, val=VAL)
     assert metrics.classical_accuracy == 0.75 and metrics.gain_over_classical == 0.25
     assert metrics.classical_train_images == 321
     assert metrics.gain_over_classical_ci_low > 0 and metrics.beats_classical
@@ -94,7 +97,7 @@ def test_the_classical_reference_is_scored_on_the_same_images_with_the_gain_over
     assert headline[0] == "finetuned_accuracy" and "classical_train_images" not in headline
     assert set(CLASSICAL_KEYS) - set(headline) == {"classical_train_images"}
     # the same resamples as the checkpoints': adding the reference moves none of theirs
-    alone = Metrics.compare(BASELINE_40, finetuned, labels)
+    alone = Metrics.compare(BASELINE_40, finetuned, labels, val=VAL)
     assert alone.accuracy_delta_ci_low == metrics.accuracy_delta_ci_low
     assert not alone.classical and not alone.beats_classical
 
@@ -102,14 +105,16 @@ def test_the_classical_reference_is_scored_on_the_same_images_with_the_gain_over
 def test_a_model_no_better_than_the_classical_reference_does_not_beat_it():
     labels = np.arange(40) % 4
     same = Scores(0.3, 1.0, confident(labels))
-    metrics = Metrics.compare(BASELINE_40, same, labels, classical=ClassicalScores(labels, 40))
+    metrics = Metrics.compare(
+        BASELINE_40, same, labels, classical=ClassicalScores(labels, 40), val=VAL
+    )
     assert metrics.gain_over_classical == 0 and not metrics.beats_classical
 
 
 def test_metrics_json_with_part_of_the_classical_reference_is_refused(tmp_path):
     labels = np.arange(40) % 4
-    metrics = Metrics.compare(BASELINE_40, BASELINE_40, labels,
-                              classical=ClassicalScores(labels, 40))  # fmt: skip
+    classical = ClassicalScores(labels, 40)
+    metrics = Metrics.compare(BASELINE_40, BASELINE_40, labels, classical=classical, val=VAL)
     values = metrics.model_dump(exclude_none=True)
     del values["gain_over_classical_ci_high"]
     path = tmp_path / "metrics.json"
@@ -131,7 +136,7 @@ def test_confusion_rows_name_classes_per_image():
 
 def test_metrics_are_read_back_and_checked(tmp_path):
     path = tmp_path / "metrics.json"
-    metrics = Metrics.compare(BASELINE, FINETUNED, LABELS).model_dump(exclude_none=True)
+    metrics = Metrics.compare(BASELINE, FINETUNED, LABELS, val=VAL).model_dump(exclude_none=True)
     path.write_text(json.dumps(metrics))
     assert read_metrics(path).model_dump(exclude_none=True) == metrics
     path.write_text(json.dumps({k: v for k, v in metrics.items() if k != "finetuned_loss"}))

@@ -19,35 +19,7 @@ from src.finetune.export.checks import (
 from src.finetune.export.formats import Format, export_model, without_normalization_layers
 from src.finetune.export.results import Checked
 from src.finetune.export.runtimes import KerasRuntime, open_model
-
-NAMES = ("cat", "dog", "bird")
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    """Raw pixels in, per-channel Normalization (as the backbones have), softmax out; enough
-    weights (a 4,096-wide dense layer) that int8 shrinks the file as it would a real model."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((16, 16, 3), name="image")
-    x = keras.layers.Normalization(mean=[120.0, 110.0, 100.0], variance=[3600.0] * 3)(inputs)
-    x = keras.layers.Conv2D(64, 3, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dense(4096, activation="relu")(x)
-    outputs = keras.layers.Dense(3, activation="softmax")(x)
-    return keras.Model(inputs, outputs)
-
-
-@pytest.fixture(scope="module")
-def images():
-    return np.random.default_rng(1).uniform(0, 255, (64, 16, 16, 3)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def exported(tiny, images, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("export")
-    for format in Format:
-        export_model(tiny, format, folder / format.file_name, NAMES, images[:16])
-    return folder
+from tests.support.exports import NAMES
 
 
 def test_without_normalization_layers_computes_the_same(tiny, images):
@@ -103,9 +75,14 @@ def test_int8_keeps_the_input_scaling_in_float_and_the_rest_in_int8(exported):
 
 def test_a_failing_export_raises_naming_the_cause(tiny, tmp_path):
     wrong = np.zeros((4, 8, 8, 3), np.float32)  # calibration images of another size
-    with pytest.raises(Exception) as raised:
+    taken = tuple(tiny.inputs[0].shape[1:])
+    with pytest.raises(PipelineError) as raised:
         export_model(tiny, Format.LITERT_INT8, tmp_path / "model_int8.tflite", NAMES, wrong)
-    assert str(raised.value)
+    assert str(raised.value) == (
+        f"int8 calibration images are (8, 8, 3), the model takes {taken}; calibrate with the "
+        "prepared training images"
+    )
+    assert not (tmp_path / "model_int8.tflite").exists()
 
 
 def test_check_measures_accuracy_agreement_size_and_latency(tiny, images, exported):

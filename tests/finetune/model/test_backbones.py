@@ -2,12 +2,15 @@
 0-255 pixels in, nothing normalised twice), BatchNormalization frozen and in inference mode,
 both caches equal to the uncached network, and the offline hint naming its weights file."""
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
 
 from src.finetune.errors import PipelineError
 from src.finetune.model.backbones import BACKBONES
+from src.finetune.model.cut import cut_below_trainable
 from src.finetune.model.network import (
     InferenceMode,
     backbone_of,
@@ -18,10 +21,11 @@ from src.finetune.model.network import (
     training_groups,
 )
 from src.finetune.training.batches import batches
-from src.finetune.training.caching import cut_below_trainable, frozen_outputs
+from src.finetune.training.caching import frozen_outputs
 from tests.support.training import fresh_model, tiny_split, unfreeze
 
-# keras.applications' own preprocessing for each, applied outside the model
+# What Keras's own ``preprocess_input`` does to pixels outside the model, for each: nothing
+# for the networks that scale their inputs themselves (their first layers, inside the base)
 KERAS_PREPROCESSING = {
     "efficientnetv2b0": keras.applications.efficientnet_v2.preprocess_input,
     "efficientnetv2b3": keras.applications.efficientnet_v2.preprocess_input,
@@ -31,9 +35,9 @@ KERAS_PREPROCESSING = {
     "mobilenetv3large": keras.applications.mobilenet_v3.preprocess_input,
     "convnexttiny": keras.applications.convnext.preprocess_input,
     "densenet121": keras.applications.densenet.preprocess_input,
-    # Google's EfficientNet-Lite: (x - 127) / 128
+    # Google's EfficientNet-Lite and TinyNet: (x - 127) / 128 and x / 127.5 - 1, inside
     **dict.fromkeys(
-        ("efficientnetlite0", "efficientnetlite1", "efficientnetlite2"), lambda x: (x - 127) / 128
+        ("efficientnetlite0", "efficientnetlite1", "efficientnetlite2", "tinynet"), lambda x: x
     ),
 }
 
@@ -55,12 +59,31 @@ def test_layer_count_and_name_are_the_networks(model):
 
 
 def test_raw_pixels_go_in_and_nothing_is_normalised_twice(model):
+    """What the base receives is what Keras's preprocessing would give it; the base itself
+    starts with its own scaling exactly when Keras's preprocessing does nothing."""
     backbone = backbone_of(model)
     pixels = tiny_split(n=2).images.astype("float32")
-    front = keras.Model(*image_input(model))
-    ours = base_of(model)(front(pixels), training=False)
-    theirs = base_of(model)(KERAS_PREPROCESSING[backbone.name](pixels.copy()), training=False)
-    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    received = keras.Model(*image_input(model))(pixels)
+    expected = KERAS_PREPROCESSING[backbone.name](pixels.copy())
+    np.testing.assert_allclose(received, expected, rtol=1e-6, atol=1e-6)
+    first = {type(layer).__name__ for layer in base_of(model).layers[1:3]}
+    scales_itself = bool(first & {"Rescaling", "Normalization"})
+    assert scales_itself == (backbone.preprocessing == "inside"), first
+
+
+def features(model: keras.Model, pixels: np.ndarray, training: bool = False) -> np.ndarray:
+    """The pooled features the head reads: the base's output, before any softmax flattens a
+    random network's near-zero values into equal probabilities."""
+    pooled = keras.Model(model.inputs, model.get_layer("avg_pool").output)
+    return pooled(pixels, training=training).numpy()
+
+
+def assert_same(ours: np.ndarray, theirs: np.ndarray) -> None:
+    """Equal to within float precision of their own scale, which for some random-weight
+    networks is 1e-12: a fixed tolerance would pass anything."""
+    scale = np.abs(theirs).max()
+    assert scale > 0, "features all zero: nothing to compare"
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5 * scale)
 
 
 def test_blocks_partition_the_base_from_the_top(model):
@@ -80,7 +103,7 @@ def test_batchnorm_stays_frozen_and_the_base_in_inference_mode(model):
     )
     assert isinstance(model.get_layer("base"), InferenceMode)
     pixels = tiny_split(n=2).images.astype("float32")
-    np.testing.assert_allclose(model(pixels, training=True), model(pixels, training=False))
+    assert_same(features(model, pixels, training=True), features(model, pixels))
 
 
 @pytest.mark.parametrize("share", [None, 3])
@@ -91,17 +114,39 @@ def test_both_caches_equal_the_uncached_network(model, share):
     groups = training_groups(model, backbone.layers // share if share else None)
     assert groups and all(group.layers for group in groups)
     split = tiny_split(n=4)
+    images = split.images.astype("float32")
     cut = cut_below_trainable(model)
     cached = frozen_outputs(cut.frozen, batches(split, 4))
-    np.testing.assert_allclose(
-        cut.trainable.predict(list(cached), verbose=0),
-        model.predict(split.images.astype("float32"), verbose=0),
-        rtol=1e-4,
-        atol=1e-5,
-    )
+    with head_that_shows(model, features(model, images)):
+        np.testing.assert_allclose(
+            cut.trainable.predict(list(cached), verbose=0),
+            model.predict(images, verbose=0),
+            rtol=1e-4,
+            atol=1e-5,
+        )
 
 
-DOWNLOADED = [name for name, backbone in BACKBONES.items() if not backbone.installed_weights]
+@contextlib.contextmanager
+def head_that_shows(model: keras.Model, pooled: np.ndarray):
+    """The head's weights scaled to the features', for the block: a random network's
+    features can be 1e-12, which the head's softmax flattens into equal probabilities
+    whatever they are; scaled, a difference in the features shows in the probabilities."""
+    head = model.get_layer("probs")
+    kernel, bias = head.get_weights()
+    scale = np.abs(pooled).max() * np.sqrt(kernel.shape[0])
+    assert scale > 0, "features all zero: nothing to compare"
+    head.set_weights([np.random.default_rng(0).normal(size=kernel.shape) / scale, bias])
+    try:
+        yield
+    finally:
+        head.set_weights([kernel, bias])
+
+
+DOWNLOADED = [
+    name
+    for name, backbone in BACKBONES.items()
+    if backbone.pretrained and not backbone.installed_weights
+]
 INSTALLED = [name for name, backbone in BACKBONES.items() if backbone.installed_weights]
 
 
@@ -119,6 +164,11 @@ def test_offline_the_hint_names_the_backbones_weights_file(name, monkeypatch):
     backbone = BACKBONES[name]
     with pytest.raises(PipelineError, match=f"copy {backbone.weights_file} into ~/.keras/models/"):
         build_model(backbone, "imagenet", 0.0, 32, (32, 32, 3), 10)
+
+
+def test_tinynet_has_no_imagenet_weights_and_says_so():
+    with pytest.raises(PipelineError, match="TinyNet has no ImageNet weights"):
+        build_model(BACKBONES["tinynet"], "imagenet", 0.0, 32, (32, 32, 3), 10)
 
 
 @pytest.mark.parametrize("name", INSTALLED)

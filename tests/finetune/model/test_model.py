@@ -8,6 +8,7 @@ from src.finetune.errors import PipelineError
 from src.finetune.model.backbones import BACKBONES
 from src.finetune.model.checkpoints import load_checkpoint, write_checkpoint
 from src.finetune.model.network import (
+    TRAINED_BATCHNORM_MOMENTUM,
     base_blocks,
     base_of,
     build_model,
@@ -24,8 +25,14 @@ def model() -> keras.Model:
     return fresh_model(dropout=0.3)
 
 
-def built(weights, image_size=32):
-    return build_model(BACKBONES["efficientnetv2b0"], weights, 0.3, image_size, (32, 32, 3), 10)
+@pytest.fixture(scope="module")
+def v2b0() -> keras.Model:
+    """The default backbone's real network, for the tests of how its blocks are found."""
+    return fresh_model(dropout=0.3, backbone="efficientnetv2b0")
+
+
+def built(weights, image_size=32, backbone="tinynet"):
+    return build_model(BACKBONES[backbone], weights, 0.3, image_size, (32, 32, 3), 10)
 
 
 def test_head_sits_on_a_frozen_base(model):
@@ -37,7 +44,7 @@ def test_head_sits_on_a_frozen_base(model):
         "probs",
     ]
     assert not base_of(model).trainable
-    assert base_of(model).name == "efficientnetv2-b0"
+    assert base_of(model).name == "tinynet"
     assert {w.path.split("/")[0] for w in model.trainable_weights} == {"probs"}
     assert model.get_layer("probs").activation.__name__ == "softmax"
     assert model.output_shape == (None, 10)
@@ -50,14 +57,14 @@ def test_inputs_are_resized_inside_the_model_when_asked():
 
 
 def test_unfreeze_top_opens_the_last_layers_but_never_batchnorm(model):
-    unfreeze(model, 40)
+    unfreeze(model, 8)
     layers = base_of(model).layers
     trainable = [layer for layer in layers if layer.trainable]
-    assert trainable, "some of the last 40 layers must train"
-    assert all(layer in layers[-40:] for layer in trainable)
+    assert trainable, "some of the last 8 layers must train"
+    assert all(layer in layers[-8:] for layer in trainable)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
     expected = [
-        layer for layer in layers[-40:] if not isinstance(layer, keras.layers.BatchNormalization)
+        layer for layer in layers[-8:] if not isinstance(layer, keras.layers.BatchNormalization)
     ]
     assert trainable == expected
     unfreeze(model, 0)
@@ -69,20 +76,20 @@ def test_checkpoint_keeps_the_base_in_inference_mode_and_batchnorm_fixed(model, 
     deterministic even when the whole model is called in training mode (no stochastic depth)."""
     write_checkpoint(model, tmp_path / "phase1.keras", tuple("abcdefghij"))
     loaded = load_checkpoint(tmp_path / "phase1.keras", made_by="phase1_extract")
-    unfreeze(loaded, 40)
+    unfreeze(loaded, 8)
     base = base_of(loaded)
     bn = next(
-        layer for layer in base.layers[-40:] if isinstance(layer, keras.layers.BatchNormalization)
+        layer for layer in base.layers[-8:] if isinstance(layer, keras.layers.BatchNormalization)
     )
-    conv = next(layer for layer in base.layers[-40:] if layer.trainable and layer.weights)
-    frozen = base.layers[10]
+    conv = next(layer for layer in base.layers[-8:] if layer.trainable and layer.weights)
+    frozen = base.layers[2]  # the stem's convolution
     before = {
         "bn": bn.moving_mean.numpy().copy(),
         "conv": conv.weights[0].numpy().copy(),
         "frozen": frozen.weights[0].numpy().copy(),
     }
     split = tiny_split()
-    brief_train(loaded, (split, split), phase="phase2", unfreeze_last=40)
+    brief_train(loaded, (split, split), phase="phase2", unfreeze_last=8)
     assert np.array_equal(bn.moving_mean.numpy(), before["bn"])
     assert np.array_equal(frozen.weights[0].numpy(), before["frozen"])
     assert not np.array_equal(conv.weights[0].numpy(), before["conv"])
@@ -90,6 +97,38 @@ def test_checkpoint_keeps_the_base_in_inference_mode_and_batchnorm_fixed(model, 
     features = keras.Model(loaded.inputs, loaded.get_layer("avg_pool").output)
     x = split.images[:4].astype("float32")
     np.testing.assert_allclose(features(x, training=True), features(x, training=True))
+    np.testing.assert_allclose(features(x, training=True), features(x, training=False), rtol=1e-5)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_train_batchnorm_lets_the_unfrozen_batchnorm_adapt_and_leaves_the_rest(
+    model, tmp_path, cache
+):
+    """phase2.train_batchnorm: the BatchNormalization layers of the unfrozen range learn the
+    new images' statistics, streamed or on the frozen part's cached outputs; those below stay
+    as they were; the saved checkpoint runs in inference mode again."""
+    write_checkpoint(model, tmp_path / "phase1.keras", tuple("abcdefghij"))
+    loaded = load_checkpoint(tmp_path / "phase1.keras", made_by="phase1_extract")
+    layers = base_of(loaded).layers
+    batchnorms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    inside = [layer for layer in batchnorms if layer in layers[-8:]]
+    below = [layer for layer in batchnorms if layer not in layers[-8:]]
+    before = {layer.name: layer.moving_mean.numpy().copy() for layer in batchnorms}
+    split = tiny_split()
+    brief_train(loaded, (split, split), phase="phase2", unfreeze_last=8, train_batchnorm=True,
+                cache=cache, cache_budget_gb=1.0)  # fmt: skip
+    assert inside and all(layer.trainable for layer in inside)
+    moved = [not np.array_equal(layer.moving_mean, before[layer.name]) for layer in inside]
+    assert all(moved), "every unfrozen BatchNormalization learns the new statistics"
+    assert all(np.array_equal(layer.moving_mean, before[layer.name]) for layer in below)
+    # ...fast enough to follow them within a phase; the frozen ones keep Keras's momentum
+    assert {layer.momentum for layer in inside} == {TRAINED_BATCHNORM_MOMENTUM}
+    assert {layer.momentum for layer in below} == {0.99}
+
+    write_checkpoint(loaded, tmp_path / "phase2.keras", tuple("abcdefghij"))
+    again = load_checkpoint(tmp_path / "phase2.keras", made_by="phase2_finetune")
+    features = keras.Model(again.inputs, again.get_layer("avg_pool").output)
+    x = split.images[:4].astype("float32")
     np.testing.assert_allclose(features(x, training=True), features(x, training=False), rtol=1e-5)
 
 
@@ -125,7 +164,7 @@ def test_offline_imagenet_download_is_a_clear_error(monkeypatch):
     with pytest.raises(
         PipelineError, match=r"copy efficientnetv2-b0_notop\.h5 into ~/\.keras/models/"
     ):
-        built("imagenet")
+        built("imagenet", backbone="efficientnetv2b0")
 
 
 def test_serving_model_has_the_same_weights_and_only_standard_layers(model, tmp_path):
@@ -139,7 +178,8 @@ def test_serving_model_has_the_same_weights_and_only_standard_layers(model, tmp_
     np.testing.assert_allclose(reloaded(x), model(x), rtol=1e-5)
 
 
-def test_blocks_are_the_stages_of_the_base_from_the_top_down(model):
+def test_blocks_are_the_stages_of_the_base_from_the_top_down(v2b0):
+    model = v2b0
     blocks = base_blocks(model)
     assert [b.name for b in blocks] == [f"block{i}" for i in range(6, 0, -1)] + ["stem"]
     assert [layer.name for layer in blocks[0].layers[-3:]] == [
@@ -154,7 +194,8 @@ def test_blocks_are_the_stages_of_the_base_from_the_top_down(model):
         assert all(layer.name.startswith(block.name) for layer in block.layers)
 
 
-def test_groups_cover_the_unfrozen_range_block_by_block_with_the_head_on_top(model):
+def test_groups_cover_the_unfrozen_range_block_by_block_with_the_head_on_top(v2b0):
+    model = v2b0
     (head,) = training_groups(model, None)
     assert [layer.name for layer in head.layers] == ["avg_pool", "head_dropout", "probs"]
     assert [g.name for g in training_groups(model, 40)] == ["block6"]
@@ -165,7 +206,8 @@ def test_groups_cover_the_unfrozen_range_block_by_block_with_the_head_on_top(mod
     assert list(groups[2].layers) == base_of(model).layers[-204:-194]
 
 
-def test_set_trainable_trains_the_groups_and_the_head_never_batchnorm(model):
+def test_set_trainable_trains_the_groups_and_the_head_never_batchnorm(v2b0):
+    model = v2b0
     groups = training_groups(model, 121 + 73)
     set_trainable(model, groups[:1])
     trainable = {layer.name for layer in base_of(model).layers if layer.trainable}

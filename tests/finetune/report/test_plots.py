@@ -1,8 +1,13 @@
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from src.finetune.params import Phase
-from src.finetune.report.plots import learning_curves_figure, plot_learning_curves
+from src.finetune.report.plots import (
+    learning_curves_figure,
+    plot_learning_curves,
+    reliability_figure,
+)
 from src.finetune.training.history import combined_history
 from tests.support.training import frame
 
@@ -50,3 +55,19 @@ def test_figure_is_written_as_png(history, tmp_path):
     path = tmp_path / "figures" / "validation_curves.png"
     plot_learning_curves(history, KEPT, "CIFAR-10", path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reliability_shows_each_bins_images_and_keeps_sparse_bins_off_the_line():
+    bins = 15
+    confidence = (np.arange(bins) + 0.5) / bins
+    count = np.zeros(bins, dtype=int)
+    count[[3, 10, 14]] = (2, 40, 500)
+    accuracy = np.where(count > 0, confidence, 0.0)
+    figure = reliability_figure({"fine-tuned": (confidence, accuracy, count)}, {"fine-tuned": 0.01})
+    curve, counts = figure.axes
+    (line,) = [line for line in curve.get_lines() if line.get_label().startswith("fine-tuned")]
+    assert list(line.get_xdata()) == pytest.approx(confidence[[10, 14]]), "2 images: off the line"
+    (hollow,) = curve.collections
+    np.testing.assert_allclose(hollow.get_offsets(), [[confidence[3], accuracy[3]]])
+    assert [round(bar.get_height()) for bar in counts.patches] == count.tolist()
+    assert counts.get_ylabel() == "test images"

@@ -8,7 +8,7 @@ from src.finetune.report.card import Provenance, render_model_card
 from src.finetune.report.document import render_report, verdict
 from src.finetune.training.history import Summary, combined_history
 from tests.support.params import project_params, write_params
-from tests.support.results import METRICS
+from tests.support.results import CLASSICAL, METRICS
 from tests.support.training import frame
 
 PER_CLASS = {
@@ -147,6 +147,7 @@ def test_report_names_every_technique_that_ran(tmp_path):
         "baseline_accuracy_tta": 0.81,
         "finetuned_accuracy_tta": 0.87,
         "accuracy_delta_tta": 0.06,
+        "finetuned_val_accuracy_tta": 0.87,
     }
     text = report(params, metrics, summaries)
     assert (
@@ -179,13 +180,13 @@ def test_report_says_when_nothing_was_exported():
     assert "None (export.formats is empty)." in report(project_params(), exports=nothing)
 
 
-def card(params, experiment="tta-2"):
+def card(params, experiment="tta-2", metrics=METRICS):
     provenance = Provenance(
         image_shape=(32, 32, 3), train_images=45000, val_images=5000, commit="abc1234",
         experiment=experiment,
     )  # fmt: skip
     return render_model_card(
-        params, Metrics(**METRICS), PerClass(**PER_CLASS), SUMMARIES, EXPORTS, provenance
+        params, Metrics(**metrics), PerClass(**PER_CLASS), SUMMARIES, EXPORTS, provenance
     )
 
 
@@ -206,6 +207,22 @@ def test_the_model_card_says_what_the_model_is_how_good_where_it_runs_and_how_to
     assert "dvc exp apply" not in card(project_params(), experiment=None)
 
 
+def test_the_model_card_gives_what_evaluate_measured_with_the_classical_reference():
+    text = card(project_params(), metrics=METRICS | CLASSICAL)
+    how_good = text.split("## How good it is")[1].split("## Where it runs")[0]
+    assert how_good.lstrip().startswith("**Warning: the fine-tuned model does not beat")
+    assert "| finetuned | 85.00% (84.30% to 85.70%) | 0.8450 | 0.0310 |" in how_good
+    assert "| classical reference | 88.00% (87.40% to 88.60%) | | |" in how_good
+
+
+def test_the_model_card_says_how_images_are_read():
+    text = card(project_params())
+    assert "scaled so the shorter side is 32 pixels and the longer side cropped to the centre" in (
+        " ".join(text.split())
+    )
+    assert "aspect ratio" not in text
+
+
 def test_report_says_whether_fine_tuning_helped_beyond_noise():
     text = report(project_params())
     assert (
@@ -217,6 +234,37 @@ def test_report_says_whether_fine_tuning_helped_beyond_noise():
         project_params(), metrics=within
     )
     assert "| finetuned | 85.00% (84.30% to 85.70%) | 0.8450 | 0.0310 |" in text
+
+
+def test_the_report_opens_with_a_warning_when_the_classical_reference_is_as_good():
+    text = report(project_params(), metrics=METRICS | CLASSICAL)
+    first = text.split("\n\n")[1]
+    assert first == (
+        "**Warning: the fine-tuned model does not beat the classical reference beyond noise**: "
+        "fine-tuned 85.00% against 88.00% for the classical reference, an RBF-kernel SVM (C 10) "
+        "on 100 principal components of the pixels (24x24), fitted on 45,000 training images "
+        "(gain -3.00 points, 95% interval -3.80 to -2.20). On these data the network is not "
+        "worth its compute; see docs/quality.md for recipes that beat it."
+    )
+    assert "| classical reference | 88.00% (87.40% to 88.60%) | | |" in text
+    # within noise is no better: a gain whose interval holds zero is warned about too
+    even = CLASSICAL | {"gain_over_classical_ci_low": -0.001, "gain_over_classical_ci_high": 0.01}
+    assert "**Warning" in report(project_params(), metrics=METRICS | even)
+
+
+def test_the_report_says_so_when_the_model_beats_the_classical_reference():
+    ahead = CLASSICAL | {
+        "classical_accuracy": 0.8, "gain_over_classical": 0.05,
+        "gain_over_classical_ci_low": 0.04, "gain_over_classical_ci_high": 0.06,
+    }  # fmt: skip
+    first = report(project_params(), metrics=METRICS | ahead).split("\n\n")[1]
+    assert first.startswith("It beats the classical reference beyond noise: fine-tuned 85.00%")
+    assert "does not beat" not in report(project_params(), metrics=METRICS | ahead)
+
+
+def test_without_the_classical_reference_the_report_does_not_mention_it():
+    text = report(project_params())
+    assert "classical" not in text and text.split("\n\n")[1].startswith("Fine-tuning raised")
 
 
 def test_report_gives_precision_recall_and_the_most_confused_pairs():

@@ -6,8 +6,9 @@ import pytest
 import tensorflow as tf
 
 from src.finetune.model.checkpoints import load_checkpoint
+from src.finetune.model.cut import cut_below_trainable
 from src.finetune.training.batches import batches
-from src.finetune.training.caching import cut_below_trainable, frozen_outputs
+from src.finetune.training.caching import frozen_outputs
 from src.finetune.training.loop import training_inputs
 from tests.support.training import (
     augment,
@@ -29,9 +30,9 @@ def fresh(unfrozen: int | None, image_size: int = 32) -> keras.Model:
 @pytest.mark.parametrize(
     ("unfreeze", "image_size", "cached_shapes"),
     [
-        (None, 32, [(1280,)]),  # phase 1: the pooled features
-        (40, 32, [(1, 1, 1152), (1, 1, 1152), (1, 1, 192)]),  # residual input included
-        (40, 64, [(1, 1, 1152), (2, 2, 1152), (2, 2, 192)]),
+        (None, 32, [(32,)]),  # phase 1: the pooled features
+        (12, 32, [(8, 8, 16), (8, 8, 16)]),  # inside block2: its residual input included
+        (12, 64, [(16, 16, 16), (16, 16, 16)]),
     ],
 )
 def test_trainable_part_on_cached_outputs_equals_the_full_model(
@@ -52,7 +53,7 @@ def test_trainable_part_on_cached_outputs_equals_the_full_model(
     assert cut.bytes_per_image() == sum(4 * int(np.prod(s)) for s in cached_shapes)
 
 
-@pytest.mark.parametrize("unfreeze", [None, 40])
+@pytest.mark.parametrize("unfreeze", [None, 12])
 def test_cached_training_matches_streaming_and_saves_the_full_model(unfreeze, tmp_path):
     splits = (tiny_split(n=40), tiny_split(n=20, seed=1))
     phase = {"phase": "phase2", "unfreeze_last": unfreeze} if unfreeze else {}
@@ -79,11 +80,11 @@ def test_cached_training_matches_streaming_and_saves_the_full_model(unfreeze, tm
 
 
 def test_outputs_over_the_budget_stream_through_the_whole_model():
-    model = fresh(40)
+    model = fresh(12)
     splits = (tiny_split(n=10), tiny_split(n=10, seed=1))
-    plan = tiny_plan(phase="phase2", unfreeze_last=40, cache=True, cache_budget_gb=1e-6)
+    plan = tiny_plan(phase="phase2", unfreeze_last=12, cache=True, cache_budget_gb=1e-6)
     inputs = training_inputs(model, splits, plan)
-    assert inputs.view is model
+    assert inputs.trainable is model
     assert (
         "streaming" in inputs.description and "train.cache_budget_gb is 1e-06" in inputs.description
     )
@@ -103,7 +104,7 @@ def test_augmentation_never_poisons_the_cache_with_one_plain_view():
         model, splits, tiny_plan(cache=True, cache_budget_gb=1.0, augment=on, cached_views=0)
     )
     assert "3 augmented views" in views.description
-    assert "streaming" in streamed.description and streamed.view is model
+    assert "streaming" in streamed.description and streamed.trainable is model
 
     def features(inputs, epoch):
         for callback in inputs.per_epoch:
@@ -125,7 +126,7 @@ def test_the_frozen_part_runs_in_batches_sized_to_the_image_area(image_size, bat
 
 
 def test_the_cut_keeps_every_layer_that_trains_above_it():
-    model = fresh(40)
+    model = fresh(12)
     layers = model.get_layer("base").layer.layers
     first = next(i for i, layer in enumerate(layers) if layer.trainable_weights)
     cut = cut_below_trainable(model)

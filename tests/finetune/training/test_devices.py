@@ -14,7 +14,7 @@ from src.finetune.params import TrainParams
 from src.finetune.training.devices import configure
 from tests.support.params import ROOT
 from tests.support.servers import free_port
-from tests.support.training import fresh_model
+from tests.support.training import BLOCK2, TOP, fresh_model
 
 
 def switches(**overrides) -> TrainParams:
@@ -81,7 +81,7 @@ from src.finetune.data.prepared import load_split
 from src.finetune.params import TrainParams
 from src.finetune.training.devices import configure
 from src.finetune.training.loop import seed_everything, train
-from tests.support.training import fresh_model, tiny_plan
+from tests.support.training import BLOCK2, TOP, fresh_model, tiny_plan
 
 seed_everything(0)
 devices = configure(TrainParams(class_weight="none", cache_budget_gb=1.0, cached_views=0,
@@ -99,7 +99,7 @@ print(json.dumps({"replicas": devices.strategy.num_replicas_in_sync,
 
 
 def train_on(distribution: str, data, plan: dict | None = None, **env: str) -> dict:
-    plan = plan or {"unfreeze_last": 40}
+    plan = plan or {"unfreeze_last": TOP}
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED, distribution, str(data), json.dumps(plan)],
         cwd=ROOT,
@@ -115,7 +115,7 @@ def train_on(distribution: str, data, plan: dict | None = None, **env: str) -> d
 def test_mirrored_training_on_two_logical_cpus_matches_single_device(pipeline):
     """Discriminative rates and gradual unfreezing too: Keras's MultiOptimizer under
     MirroredStrategy, one optimizer per block, the second joining at the second epoch."""
-    plan = {"unfreeze_last": 121 + 10, "lr_decay": 0.5, "unfreeze_every": 1, "cache": True}
+    plan = {"unfreeze_last": TOP + BLOCK2, "lr_decay": 0.5, "unfreeze_every": 1, "cache": True}
     mirrored = train_on("mirrored", pipeline / "data/prepared", plan | {"cache_budget_gb": 1.0})
     single = train_on("none", pipeline / "data/prepared", plan | {"cache_budget_gb": 1.0})
     assert mirrored["replicas"] == 2 and single["replicas"] == 1

@@ -7,9 +7,7 @@ import pytest
 
 from src.finetune.model.network import set_trainable, training_groups
 from src.finetune.training.optimization import current_rate, group_rates, make_optimizer, route
-from tests.support.training import fresh_model
-
-BLOCK6, BLOCK5 = 121, 73
+from tests.support.training import BLOCK1, BLOCK2, TOP, fresh_model
 
 
 def small_network() -> keras.Model:
@@ -47,7 +45,7 @@ def test_without_weight_decay_the_optimizer_is_the_recipe_one():
 
 def test_one_plain_sgd_step_moves_each_group_by_its_own_rate_times_its_gradient():
     model = fresh_model()
-    groups = training_groups(model, BLOCK6 + BLOCK5 + 10)
+    groups = training_groups(model, TOP + BLOCK2 + BLOCK1)
     rates = group_rates(1e-2, 0.5, len(groups))
     assert rates == [1e-2, 5e-3, 2.5e-3]
     set_trainable(model, groups)

@@ -15,7 +15,13 @@ from src.finetune.errors import PipelineError
 from src.finetune.training import resume as resume_module
 from src.finetune.training.resume import STATE_FILE, EpochBackup, fingerprint
 from tests.support.bombs import npy_head, peak_memory, write_zip_bomb
-from tests.support.training import augment, brief_train, fresh_model, tiny_split
+from tests.support.training import (
+    TOP,
+    augment,
+    brief_train,
+    fresh_model,
+    learnable_split,
+)
 
 PHASE2 = {"phase": "phase2", "initial_epoch": 5, "unfreeze_last": 40}
 
@@ -82,7 +88,8 @@ def test_resumed_training_runs_only_the_missing_epochs_and_lists_each_once(
     assert history.frame["epoch"].tolist() == [6, 7, 8]
     assert seen == [8], "only the missing epoch trains"
     assert json.loads((directory / STATE_FILE).read_text())["epoch"] == 8
-    assert int(model.optimizer.iterations) > 0
+    # the restored optimizer went on: epochs 6-8 of 20 images in batches of 10
+    assert int(model.optimizer.iterations) == 6
 
 
 def test_restore_brings_back_weights_and_optimizer_state(directory, interrupted):
@@ -91,6 +98,10 @@ def test_restore_brings_back_weights_and_optimizer_state(directory, interrupted)
     history = fit(model, EpochBackup(directory, "same", "phase2_finetune"), 2, **PHASE2)
     assert history.frame["epoch"].tolist() == [6, 7], "all epochs were backed up: none trains"
     for ours, theirs in zip(model.weights, trained.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    mine, its = model.optimizer.variables, trained.optimizer.variables
+    assert len(mine) == len(its) > 1, "the moments and the step count"
+    for ours, theirs in zip(mine, its, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
@@ -175,7 +186,7 @@ def test_best_weights_that_inflate_far_are_refused_before_they_are_read(director
 
 def test_a_weights_file_larger_than_any_model_is_refused_unread(directory, monkeypatch):
     monkeypatch.setattr(resume_module, "LARGE_MEMBER", 1000)
-    with pytest.raises(PipelineError, match=r"epoch-7\.weights\.h5 is [\d.]+ MB, more than "
+    with pytest.raises(PipelineError, match=r"epoch-7\.weights\.h5 is [\d.]+ [KM]B, more than "
                        r"the 1\.0 KB it may hold; it was not read: it was discarded"):  # fmt: skip
         fit(fresh_model(), EpochBackup(directory, "same", "phase2_finetune"), 3, **PHASE2)
     assert not directory.exists()
@@ -227,7 +238,7 @@ EVERYTHING = {
     **PHASE2,
     "lr": 0.01,
     "epochs": 4,
-    "unfreeze_last": 121 + 10,  # block6 with the top, and 10 layers of block5: two groups
+    "unfreeze_last": TOP + 4,  # block3 with the top, and 4 layers of block2: two groups
     "unfreeze_every": 2,
     "lr_decay": 0.5,
     "optimizer": "adamw",
@@ -246,12 +257,13 @@ EVERYTHING = {
 def test_a_resumed_phase_picks_up_schedule_groups_unfreezing_and_early_stopping(tmp_path):
     """Killed after epoch 7 of 6-9 (the first unfreezing step ends at 7), then resumed.
 
-    Validation labels are shifted by one class, so validation loss rises from the first
-    epoch on: early stopping (patience 3) must stop after epoch 9 and keep epoch 6, which
-    only an early-stopping state carried across the kill can know.
+    Validation labels are the training images' shifted by five classes (of ten ordered by
+    brightness), so validation loss rises from the first epoch on: early stopping (patience
+    3) must stop after epoch 9 and keep epoch 6, which only an early-stopping state carried
+    across the kill can know.
     """
-    images = tiny_split(n=20)
-    splits = (images, Split(images.images, (images.labels + 1) % 10, 10))
+    images = learnable_split(n=20)
+    splits = (images, Split(images.images, (images.labels + 5) % 10, 10))
 
     def run(backup, *callbacks):
         return brief_train(
@@ -276,7 +288,7 @@ def test_a_resumed_phase_picks_up_schedule_groups_unfreezing_and_early_stopping(
         assert ours["trainable"] == theirs["trainable"], "same unfreezing step"
         assert ours["steps"] == theirs["steps"], "each group at the same schedule step"
         assert ours["rates"] == pytest.approx(theirs["rates"]), "and at the same rates"
-    assert len(whole.epochs[8]["rates"]) == 2, "block5 joined at epoch 8"
+    assert len(whole.epochs[8]["rates"]) == 2, "block2 joined at epoch 8"
     steps = resumed.epochs[8]["steps"]
     assert steps[0] == steps[1] == 2 * 2, "it joins at the phase's step: 2 epochs of 2 batches"
     state = {d: json.loads((tmp_path / d / STATE_FILE).read_text()) for d in ("a", "b")}

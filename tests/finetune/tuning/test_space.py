@@ -61,6 +61,18 @@ def test_a_space_draws_each_key_with_the_type_params_yaml_wants(tmp_path):
             "space.augment.flip allows 1: augment.flip: input should be a valid boolean",
         ),
         ("phase2.lr: {low: 0.001, high: 0.1, lg: true}", "space.phase2.lr.lg: unknown key"),
+        (  # both ends are valid, the values between them (0 < ema < 0.5) are not
+            "phase1.ema: {low: 0, high: 0.999}",
+            "space.phase1.ema allows 0.0999: phase1.ema: 0.0999 is not a moving-average decay",
+        ),
+        (  # the same inside a log range
+            "phase2.ema: {low: 0.01, high: 0.9, log: true}",
+            "space.phase2.ema allows 0.01: phase2.ema: 0.01 is not a moving-average decay",
+        ),
+        (  # and inside an integer one: warm-up epochs must be fewer than the phase's 10
+            "phase2.warmup_epochs: {low: 0, high: 20}",
+            "space.phase2.warmup_epochs allows 10: phase2.warmup_epochs: 10 must be fewer",
+        ),
         ("phase2: {low: 1, high: 2}", "space.phase2 is not a params.yaml key"),
         (
             "augment.flip: {choices: []}",
@@ -93,6 +105,10 @@ def test_a_space_params_yaml_would_refuse_is_one_line_naming_the_key(tmp_path, e
         ),
         ("trials: 4\nspace: {}", "space: dictionary should have at least 1 item"),
         ("trials: 4\nspaces: {}", "spaces: unknown key"),
+        (
+            "trials: 4\nprune_after: -1\nspace: {phase2.lr: {low: 0.1, high: 0.2}}",
+            "prune_after: input should be greater than or equal to 0",
+        ),
     ],
 )
 def test_a_study_file_with_a_bad_setting_is_one_line(tmp_path, text, says):
@@ -106,4 +122,9 @@ def test_the_projects_tune_yaml_is_a_valid_space_over_the_committed_params():
 
     space = load_space(ROOT / "tune.yaml", params_tree())
     assert set(space.space) == {"phase2.lr", "phase2.unfreeze_last", "phase2.label_smoothing"}
-    assert space.trials == 20
+    assert space.trials == 20 and space.prune_after == 2
+    # fractions of the base: the same space fits every backbone
+    assert all(isinstance(v, float) for v in space.space["phase2.unfreeze_last"].examples())
+    for backbone in ("efficientnetlite0", "resnet50v2", "convnexttiny"):
+        load_space(ROOT / "tune.yaml", params_tree({"model.backbone": backbone,
+                                                     "model.weights": "none"}))  # fmt: skip

@@ -36,7 +36,7 @@ def test_a_study_is_created_once_and_joined_with_the_same_space(tmp_path):
     )
     again = open_study(space(trials=40), "lr", storage)  # more trials: the same study
     assert len(again.trials) == 1 and again.user_attrs["metric"] == "val_accuracy"
-    assert again.user_attrs["pruner"] == ["median", 4]
+    assert again.user_attrs["pruner"] == ["median", 4, 0]
 
 
 def test_joining_a_study_with_another_space_is_one_line(tmp_path):
@@ -70,6 +70,25 @@ def test_a_storage_that_does_not_open_is_one_line_without_its_password():
 )
 def test_each_pruner_name_makes_its_optuna_pruner(name, kind):
     assert isinstance(make_pruner(name, 20), kind)
+
+
+@pytest.mark.parametrize("name", ["median", "successive_halving"])
+def test_no_pruner_stops_a_trial_within_its_first_prune_after_epochs(name):
+    """Epochs count from 1, as the stage reports them: with prune_after 2, a trial far
+    behind the others runs epochs 1 and 2 and may be stopped from epoch 3 on."""
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(name, 4, prune_after=2))
+    for _ in range(4):
+        done = study.ask()
+        for epoch in range(1, 6):
+            done.report(0.9, epoch)
+            done.should_prune()  # as the stage asks after every epoch
+        study.tell(done, 0.9)
+    trial = study.ask()
+    stops = []
+    for epoch in range(1, 6):
+        trial.report(0.1, epoch)
+        stops.append(trial.should_prune())
+    assert stops[:2] == [False, False] and any(stops[2:])
 
 
 def test_the_median_pruner_waits_for_a_quarter_of_the_trials_up_to_five():

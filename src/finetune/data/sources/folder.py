@@ -61,7 +61,8 @@ def prepare_folder(
         "val": (train_pool, train_idx[val]),
         "test": (test_pool, test_idx),
     }
-    labels = {name: Split(None, pool.labels[i], classes) for name, (pool, i) in chosen.items()}
+    labels = {name: Split(np.zeros((0,)), pool.labels[i], classes)
+              for name, (pool, i) in chosen.items()}  # fmt: skip
     check_every_class_in_every_split(labels, scan.class_names)
     for name, (pool, indices) in chosen.items():
         write_array(out / f"{name}_images.npy", pool.images, indices)

@@ -1,8 +1,11 @@
-"""MLflow as a ``Tracker``: the store (``store``), the runs of an execution (``runs``),
-lineage between stages (``lineage``), logged models (``models``), the comparison run's
-series (``series``) and the tracker itself (``tracker``)."""
+"""MLflow as a ``Tracker`` and a ``StudyTracker``: the store (``store``), the runs of an
+execution (``runs``), lineage between stages (``lineage``), logged models (``models``), the
+comparison run's series (``series``), the tracker itself (``tracker``), a tuning study's run
+(``studies``), and the openers ``tracking.TRACKERS`` names."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from src.finetune.params import Params
 from src.finetune.tracking.mlflow.runs import (
@@ -18,6 +21,7 @@ from src.finetune.tracking.mlflow.store import (
     store_errors_as_one_line,
     tracking_uri,
 )
+from src.finetune.tracking.mlflow.studies import MlflowStudyTracker, open_study
 from src.finetune.tracking.mlflow.tracker import MlflowTracker
 
 
@@ -35,7 +39,7 @@ def open_stage_tracker(stage: str, params: Params, logged_params: tuple[str, ...
         run_id = stage_run(
             client, experiment_id, comparison_id, tags, stage, params.select(logged_params)
         )
-    return MlflowTracker(client, run_id, comparison_id)
+    return MlflowTracker(client, run_id, comparison_id, params.mlflow)
 
 
 def open_execution_tracker(
@@ -51,7 +55,7 @@ def open_execution_tracker(
         close_orphaned_runs(client, experiment_id)  # the runs a dead server lost track of
         tags = context_tags(execution)
         run_id = comparison_run(client, experiment_id, params, tags, name, logged_params)
-    return MlflowTracker(client, run_id, run_id)
+    return MlflowTracker(client, run_id, run_id, params.mlflow)
 
 
 def open_experiment(params: Params) -> str:
@@ -62,3 +66,14 @@ def open_experiment(params: Params) -> str:
     check_server(uri)
     with store_errors_as_one_line(uri), open_store(uri) as client:
         return experiment_id_for(client, params.mlflow_experiment)
+
+
+def open_study_tracker(params: Params, study: str) -> MlflowStudyTracker:
+    """The study's run in the params' experiment (see ``studies.open_study``)."""
+    return open_study(params.mlflow_experiment, study)
+
+
+def workspace_env(root: Path) -> dict[str, str]:
+    """A run in a workspace logs to the repository's store (or the team's server), not to a
+    store in the workspace."""
+    return {"MLFLOW_TRACKING_URI": tracking_uri(root)}

@@ -60,6 +60,7 @@ def log_model(
             python_model=str(SERVED_MODEL),
             artifacts=artifacts,
             signature=signature(model),
+            input_example=input_example(model),  # MLflow checks that it is answered
             pip_requirements=requirements,
         )
     log.info("logged %s as MLflow model %s (models:/%s)", name, info.model_id, info.model_id)
@@ -77,6 +78,13 @@ def signature(model: Any) -> ModelSignature:
         inputs=Schema([TensorSpec(np.dtype(tensor.dtype), shape)]),
         params=ParamSchema([ParamSpec("top_k", "long", TOP_K)]),
     )
+
+
+def input_example(model: Any) -> np.ndarray:
+    """One image of the model's input shape (mid-grey pixels), what a request sends."""
+    tensor = model.inputs[0]
+    shape = (1, *(32 if d is None else d for d in tensor.shape[1:]))
+    return np.full(shape, 127.0, dtype=np.dtype(tensor.dtype))
 
 
 def link_model_metrics(

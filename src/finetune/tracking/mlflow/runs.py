@@ -26,7 +26,7 @@ from mlflow.utils.mlflow_tags import (
 from src.finetune import environment
 from src.finetune.errors import PipelineError
 from src.finetune.evaluation.metrics import Metrics
-from src.finetune.params import Params, trained_part
+from src.finetune.params import Params
 from src.finetune.tracking.mlflow.store import (
     TRACKING_ERRORS,
     Store,
@@ -164,7 +164,7 @@ def recipe(params: Params) -> str:
     return (
         f"{params.backbone.title} ({weights}) fine-tuned on {params.data.name}: phase 1 trains "
         f"the new head for {one.epochs} epochs at lr {one.lr:g}, phase 2 "
-        f"{trained_part(two.unfreeze_last)} for {two.epochs} more at lr {two.lr:g}."
+        f"{params.finetuned_part()} for {two.epochs} more at lr {two.lr:g}."
     )
 
 

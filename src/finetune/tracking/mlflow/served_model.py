@@ -48,7 +48,9 @@ class LabelledClassifier(mlflow.pyfunc.PythonModel):
             self.class_names = json.load(handle)["class_names"]
         self.image_shape = tuple(self.model.inputs[0].shape[1:])
 
-    def predict(self, context, model_input, params=None):
+    # np.ndarray: MLflow then validates requests with the logged signature (the model's image
+    # shape), which a type hint cannot express, and does not warn that the hint is missing.
+    def predict(self, context, model_input: np.ndarray, params: dict | None = None):
         images = self.checked(np.asarray(model_input, dtype=np.float32))
         top_k = int((params or {}).get("top_k", TOP_K))
         if top_k < 1:

@@ -74,13 +74,11 @@ class Store:
         return self.uri.startswith(("http://", "https://"))
 
 
-def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` (a team server) or a SQLite store at the repository root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"{SQLITE}{repository_root() / 'mlflow.db'}"
-
-
-def current_store() -> Store:
-    return Store(tracking_uri())
+def tracking_uri(root: Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` (a team server) or a SQLite store at the repository root
+    (``root``, or the one this process runs in)."""
+    database = (root or repository_root()) / "mlflow.db"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"{SQLITE}{database}"
 
 
 def configure_client() -> None:

@@ -4,7 +4,6 @@ trial number and its final state."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,7 +69,7 @@ class MlflowStudyTracker(StudyTracker):
         with_lock_retries(self.client.set_terminated, self.run_id, "FINISHED")
 
 
-def open_study_tracker(experiment: str, study: str) -> MlflowStudyTracker:
+def open_study(experiment: str, study: str) -> MlflowStudyTracker:
     """The study's run in ``experiment`` (tagged with its name), made by the first worker; a
     store that does not work is one line.
 
@@ -102,8 +101,3 @@ def _study_runs(client: MlflowClient, experiment_id: str, study: str) -> list:
         filter_string=f"tags.`{TAG_ROLE}` = 'study' and tags.`{TAG_STUDY}` = '{study}'",
         order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
     )
-
-
-def settings_params(space: Mapping[str, Any]) -> dict[str, str]:
-    """The study's settings as MLflow params: ``space.phase2.lr`` = its range as JSON."""
-    return {f"space.{key}": json.dumps(value) for key, value in space.items()}

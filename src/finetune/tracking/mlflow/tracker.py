@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from src.finetune.errors import first_line
 from src.finetune.evaluation.metrics import Metrics
+from src.finetune.params import MlflowParams
 from src.finetune.tracking.base import Status, Tracker
 from src.finetune.tracking.mlflow import lineage, models, series
 from src.finetune.tracking.mlflow.runs import describe_with_headline, param_value
@@ -34,10 +35,13 @@ class MlflowTracker(Tracker):
 
     name = "MLflow"
 
-    def __init__(self, client: MlflowClient, run_id: str, comparison_run_id: str) -> None:
+    def __init__(
+        self, client: MlflowClient, run_id: str, comparison_run_id: str, settings: MlflowParams
+    ) -> None:
         self.client = client
         self.run_id = run_id
         self.comparison_run_id = comparison_run_id
+        self.settings = settings  # params.yaml's mlflow section: which models, registered how
 
     @property
     def runs(self) -> tuple[str, ...]:
@@ -83,8 +87,11 @@ class MlflowTracker(Tracker):
                     with_lock_retries(self.client.log_artifact, run_id, str(path))
 
     def log_model(
-        self, model: Any, name: str, class_names: tuple[str, ...], register_as: str | None = None
+        self, model: Any, name: str, class_names: tuple[str, ...], final: bool = False
     ) -> None:
+        if not self.settings.log_models:
+            return
+        register_as = self.settings.registered_model if final else None
         models.log_model(self.client, self.comparison_run_id, model, name, class_names, register_as)
 
     def link_model_metrics(self, metrics: Mapping[str, Mapping[str, float]]) -> None:

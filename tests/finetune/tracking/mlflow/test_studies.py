@@ -10,7 +10,7 @@ from src.finetune.errors import Pruned
 from src.finetune.tracking import track_stage
 from src.finetune.tracking.mlflow.runs import TAG_STUDY, TAG_TRIAL, TAG_TRIAL_STATE
 from src.finetune.tracking.mlflow.store import tracking_uri
-from src.finetune.tracking.mlflow.studies import open_study_tracker
+from src.finetune.tracking.mlflow.studies import open_study
 from src.finetune.tracking.studies import RecordingStudyTracker, SafeStudyTracker
 from tests.support.params import project_params
 
@@ -38,8 +38,8 @@ def run_trial(params, monkeypatch, study_run: str, number: int, pruned: bool) ->
 
 
 def test_trials_nest_under_the_study_run_tagged_with_their_state(workdir, params, monkeypatch):
-    tracker = open_study_tracker(params.mlflow_experiment, "lr")
-    assert open_study_tracker(params.mlflow_experiment, "lr").run_id == tracker.run_id
+    tracker = open_study(params.mlflow_experiment, "lr")
+    assert open_study(params.mlflow_experiment, "lr").run_id == tracker.run_id
     run_trial(params, monkeypatch, tracker.run_id, 0, pruned=False)
     tracker.trial_finished(0, "complete")
     run_trial(params, monkeypatch, tracker.run_id, 1, pruned=True)
@@ -94,6 +94,6 @@ def test_workers_that_each_made_a_study_run_keep_the_oldest(workdir, params):
     tags = {TAG_ROLE: "study", TAG_STUDY: "lr"}
     first = client.create_run(experiment_id, tags=tags).info.run_id
     client.create_run(experiment_id, tags=tags)  # a second machine, at the same moment
-    assert open_study_tracker(params.mlflow_experiment, "lr").run_id == first
+    assert open_study(params.mlflow_experiment, "lr").run_id == first
     alive = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_STUDY}` = 'lr'")
     assert [run.info.run_id for run in alive] == [first]

@@ -253,7 +253,7 @@ class FailingClient:
 
 def test_tracker_goes_offline_after_one_failure_and_says_how_to_relog(caplog):
     client = FailingClient()
-    tracker = SafeTracker(MlflowTracker(client, "run", "comparison"))
+    tracker = SafeTracker(MlflowTracker(client, "run", "comparison", project_params().mlflow))
     tracker.log_epoch(1, {"loss": 1.0})
     tracker.log_epoch(2, {"loss": 0.9})
     assert tracker.offline and client.calls == 1
@@ -279,9 +279,12 @@ def test_models_are_logged_models_of_the_comparison_run_with_their_accuracy(work
     import numpy as np
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
-    with track_stage("phase2_finetune", params, ()) as tracker:
-        for _ in range(2):
-            tracker.log_model(model, "finetuned_model", ("cat", "dog"), register_as="pets")
+    registering = params.model_copy(
+        update={"mlflow": params.mlflow.model_copy(update={"registered_model": "pets"})}
+    )
+    with track_stage("phase2_finetune", registering, ()) as tracker:
+        for _ in range(2):  # the execution's final model: registered as pets
+            tracker.log_model(model, "finetuned_model", ("cat", "dog"), final=True)
         tracker.link_model_metrics({"finetuned_model": {"finetuned_accuracy": 0.75}})
     client = MlflowClient(tracking_uri())
     outputs = client.get_run(tracker.inner.comparison_run_id).outputs.model_outputs
@@ -304,9 +307,11 @@ def test_models_are_logged_models_of_the_comparison_run_with_their_accuracy(work
     assert loaded.predict(x, params={"top_k": 1})[0]["top"] == answer["top"][:1]
     raw = loaded.unwrap_python_model().model  # the Keras model itself, for who needs it
     assert raw(x).numpy().tolist() == model(x).numpy().tolist()
-    assert mlflow.models.get_model_info(f"models:/{latest.model_id}").metadata == {
-        "class_names": ["cat", "dog"]
-    }
+    info = mlflow.models.get_model_info(f"models:/{latest.model_id}")
+    assert info.metadata == {"class_names": ["cat", "dog"]}
+    assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 3)
+    example = loaded.input_example  # what a request sends, answered like one
+    assert example.shape == (1, 3) and loaded.predict(example)[0]["label"] in ("cat", "dog")
     history = client.get_metric_history(tracker.inner.comparison_run_id, "finetuned_accuracy")
     assert len(history) == 1, "linked once, not logged twice"
 
@@ -327,3 +332,18 @@ def test_the_model_card_and_exports_are_attached_to_the_logged_model(workdir, pa
     listed = {a.path for a in client.list_logged_model_artifacts(output.model_id)}
     assert {"card.md", "export"} <= listed
     assert not [r.message for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_with_log_models_false_the_tracker_logs_no_model(workdir, params):
+    """The stages hand every model to the tracker; params.yaml's mlflow.log_models decides."""
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    quiet = params.model_copy(
+        update={"mlflow": params.mlflow.model_copy(update={"log_models": False})}
+    )
+    with track_stage("phase2_finetune", quiet, ()) as tracker:
+        tracker.log_model(model, "finetuned_model", ("cat", "dog"), final=True)
+    client = MlflowClient(tracking_uri())
+    assert client.get_run(tracker.inner.comparison_run_id).outputs.model_outputs == []
+    assert not tracker.offline

@@ -1,11 +1,11 @@
 """Small generated stand-ins for the CIFAR-10 and CIFAR-100 archives, in the official layouts.
 
-Used by the offline demo and the tests: machines without network can run the whole pipeline,
+Used by the tests and the benchmarks: machines without network run the whole pipeline,
 download-and-verify code included, on it. Each class is a coloured stripe pattern of its own
 orientation and frequency under noise, so models learn it, but not instantly. Output is
 deterministic for a given size and seed (fixed tar and gzip timestamps), so its sha256 is stable.
 
-    python -m src.finetune.sample data/sample/cifar-10-sample.tar.gz --train 2000 --test 500
+    python -m workbench.archives data/sample/cifar-10-sample.tar.gz --train 2000 --test 500
 """
 
 from __future__ import annotations

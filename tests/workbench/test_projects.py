@@ -1,6 +1,6 @@
 """The scratch projects end-to-end tests and benchmarks run in."""
 
-from tests.support.projects import copy_files
+from workbench.projects import copy_files
 
 
 def test_copy_files_copies_files_and_folders_without_bytecode(tmp_path):

@@ -45,16 +45,19 @@ def split(name: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def pick(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
-    """``per_class`` positions of each class, seeded."""
+def pick(labels: np.ndarray, per_class: int | None, rng: np.random.Generator) -> np.ndarray:
+    """``per_class`` positions of each class, seeded; None: all of them."""
     return np.concatenate(
         [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(len(CLASSES))]
     )
 
 
-def write_folder(root: Path, train_per_class: int, test_per_class: int, seed: int = 0) -> Path:
+def write_folder(
+    root: Path, train_per_class: int | None, test_per_class: int | None, seed: int = 0
+) -> Path:
     """``root/train/<class>/*.png`` from the training photos and ``root/test/<class>/*.png``
-    from the test photos: the pipeline's folder layout with the test split given."""
+    from the test photos (None: all of a split's): the pipeline's folder layout with the test
+    split given."""
     rng = np.random.default_rng(seed)
     for part, name, count in (
         ("train", "train", train_per_class),

@@ -1,0 +1,45 @@
+"""The quality benchmark chooses on validation and shows no ablation's test numbers."""
+
+from benchmarks.quality import NOT_SHOWN, chosen, markdown, row_params, summary
+
+
+def run(seed, val, test, ci_low):
+    return {
+        "seed": seed, "wall_s": 100.0, "finetuned_val_accuracy": val, "finetuned_accuracy": test,
+        "baseline_accuracy": 0.8, "classical_accuracy": 0.85, "gain_over_classical_ci_low": ci_low,
+    }  # fmt: skip
+
+
+def row(*runs):
+    return {"runs": list(runs), **summary(list(runs))}
+
+
+def test_the_best_row_is_the_best_on_validation_whatever_its_test_numbers():
+    table = {
+        "course": row(run(0, 0.90, 0.95, 0.01), run(1, 0.90, 0.95, 0.02)),
+        "recipe:fashion": row(run(0, 0.93, 0.91, -0.01), run(1, 0.93, 0.91, 0.01)),
+    }
+    assert chosen(table) == "recipe:fashion"
+    assert table["course"]["finetuned_accuracy"] == 0.95
+    assert table["course"]["finetuned_accuracy_std"] == 0.0
+
+
+def test_an_ablation_row_shows_validation_only_and_runs_beyond_noise_are_counted():
+    results = {"datasets": {"fashion-mnist-100": {
+        "course": row(run(0, 0.80, 0.81, 0.01), run(1, 0.82, 0.83, -0.01)),
+        "course+batchnorm": row(run(0, 0.85, 0.99, 0.05), run(1, 0.85, 0.99, 0.05)),
+    }}}  # fmt: skip
+    lines = markdown(results).splitlines()
+    assert "best on validation: `course+batchnorm`" in lines[0]
+    course = next(line for line in lines if line.startswith("| course |"))
+    assert "0.820 ± 0.014" in course and "1 of 2 runs" in course
+    ablation = next(line for line in lines if line.startswith("| **course+batchnorm**"))
+    assert "0.850 ± 0.000" in ablation and "0.99" not in ablation
+    assert ablation.count(NOT_SHOWN) == 5
+
+
+def test_scratch_trains_every_layer_and_batchnorm_from_random_weights():
+    params = row_params("scratch", "fashion-mnist-1000")
+    assert params["model.weights"] == "none" and params["phase2.unfreeze_last"] == 1.0
+    assert params["phase2.train_batchnorm"] is True
+    assert row_params("course+batchnorm", "digits")["evaluate.tta_flip"] is False
