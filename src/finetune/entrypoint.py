@@ -180,9 +180,9 @@ LITERT_NOTICES = re.compile(
 def quiet_libraries() -> None:
     """Keep other libraries' routine notices out of the stage's log, so that what remains
     (the stage's lines, and any real warning) is read: MLflow's INFO lines and the download
-    progress bars for the models it logs, tf2onnx's NumPy deprecation notice, and TensorFlow's notice that
-    ``tf.lite.Interpreter`` is deprecated, which its own int8 quantiser calls (the runtimes
-    use LiteRT's interpreter)."""
+    progress bars for the models it logs, tf2onnx's NumPy deprecation notice, and
+    TensorFlow's notice that ``tf.lite.Interpreter`` is deprecated, which its own int8
+    quantiser calls (the runtimes use LiteRT's interpreter)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO: what it is doing
     warnings.filterwarnings("ignore", message="In the future `np.object`", category=FutureWarning)
