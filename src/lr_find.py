@@ -25,13 +25,13 @@ from src.finetune.environment import rerun
 from src.finetune.errors import PipelineError
 from src.finetune.files import atomic_path, write_json
 from src.finetune.model.checkpoints import check_checkpoint, load_checkpoint
-from src.finetune.model.network import build_model
 from src.finetune.params import Phase, load_params
 from src.finetune.report.plots import rate_sweep_figure, save
 from src.finetune.tracking import track_stage
 from src.finetune.training.loop import seed_everything
 from src.finetune.training.plan import Plan
 from src.finetune.training.rate_range import sweep
+from src.stages.phase import new_head_on_base
 
 NAME = "lr_find"
 DATA = Path("data/prepared")
@@ -97,14 +97,7 @@ def phase_model(params, phase: Phase, info):
     """The model the phase starts from: a new head on the base (phase 1), or phase 1's
     checkpoint (phase 2)."""
     if phase is Phase.EXTRACT:
-        return build_model(
-            params.backbone,
-            params.model.keras_weights,
-            params.model.dropout,
-            params.data.image_size,
-            info.image_shape,
-            info.classes,
-        )
+        return new_head_on_base(params, info)
     if not PHASE1_MODEL.is_file():
         raise PipelineError(
             f"{PHASE1_MODEL} not found: phase 2 starts from phase 1's checkpoint; run "

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import keras
 
+from src.finetune.data.prepared import DataInfo
 from src.finetune.data.splits import Split
 from src.finetune.environment import project_sources
 from src.finetune.errors import Pruned
 from src.finetune.files import atomic_path
 from src.finetune.model.checkpoints import weights_digest, write_checkpoint
+from src.finetune.model.network import build_model
 from src.finetune.params import Params
 from src.finetune.tracking import SafeTracker
 from src.finetune.tracking.keras import EpochLogger
@@ -29,6 +31,20 @@ from src.finetune.tuning.pruning import trial_callbacks
 from src.stages.declaration import Stage, StagePaths
 
 log = logging.getLogger(__name__)
+
+
+def new_head_on_base(params: Params, info: DataInfo) -> keras.Model:
+    """Phase 1's starting model: the backbone (weights per ``model.weights``) with a new head
+    for the prepared data's image shape and classes; the learning-rate range test of phase 1
+    starts from the same."""
+    return build_model(
+        params.backbone,
+        params.model.keras_weights,
+        params.model.dropout,
+        params.data.image_size,
+        info.image_shape,
+        info.classes,
+    )
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from src.finetune.data.prepared import load_info, load_split
-from src.finetune.model.network import build_model, serving_model
+from src.finetune.model.network import serving_model
 from src.finetune.params import Phase, load_params
 from src.finetune.training.devices import configure
 from src.finetune.training.loop import seed_everything
 from src.finetune.training.plan import Plan
 from src.stages.declaration import File, Log, Stage
-from src.stages.phase import phase_run, train_phase
+from src.stages.phase import new_head_on_base, phase_run, train_phase
 
 STAGE = Stage(
     name="phase1_extract",
@@ -35,14 +35,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with phase_run(STAGE, params, paths, devices) as run:
         info = load_info(paths.data)
-        model = build_model(
-            params.backbone,
-            params.model.keras_weights,
-            params.model.dropout,
-            params.data.image_size,
-            info.image_shape,
-            info.classes,
-        )
+        model = new_head_on_base(params, info)
         run.tracker.log_params(
             {"model.weights_source": params.backbone.weights_source(params.model.weights)}
         )
