@@ -64,11 +64,25 @@ def batches(
         picked = tf.nest.map_structure(lambda take: take(i), images)
         return to_model_inputs(picked, tf.gather(labels, i), split.classes)
 
-    dataset = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    stateful_map = augmentation is not None or current_view is not None
+    dataset = indices.map(gather, num_parallel_calls=_gather_parallelism(stateful_map))
     if augmentation is not None:
         # In order, one batch after the other: the random stream is reproducible only so.
         dataset = dataset.enumerate().map(lambda b, xy: augmentation(*xy, b))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _gather_parallelism(stateful_map: bool) -> int | None:
+    """Batches gathered in parallel, except in a pipeline with a stateful map (the seeded
+    augmentation, or the cached view an epoch reads from a variable).
+
+    Under op determinism (``train.deterministic``, the default), tf.data runs every map of
+    such a pipeline in order: its ``make_deterministic`` rewrite turns a parallel map
+    sequential, and logs a C++ error line that is none (``NodeDef mentions attribute
+    use_unbounded_threadpool``). Asking for the sequential map gives the same batches at the
+    same speed and a clean log; without determinism, the stateful map sets the pace anyway.
+    """
+    return None if stateful_map else tf.data.AUTOTUNE
 
 
 def _gatherer(array: np.ndarray) -> Callable[[tf.Tensor], tf.Tensor]:
