@@ -44,9 +44,15 @@ class Rows:
     dtype: np.dtype
 
     @classmethod
-    def of(cls, array: np.memmap) -> Rows:
-        if not array.flags.c_contiguous or array.filename is None:
-            raise ValueError("rows are read from a whole, C-ordered memory-mapped array")
+    def of(cls, array: np.ndarray) -> Rows | None:
+        """The rows of ``array`` when it maps a whole file (a prepared split as loaded), else
+        None: read it as an array. A slice of a map keeps the map's ``offset``, not its own,
+        so the file positions of a part could not be trusted."""
+        if not isinstance(array, np.memmap) or array.filename is None:
+            return None
+        whole = int(array.offset) + array.nbytes == os.path.getsize(array.filename)
+        if not (array.flags.c_contiguous and whole):
+            return None
         return cls(Path(array.filename), int(array.offset), array.shape, array.dtype)
 
     def __len__(self) -> int:

@@ -86,10 +86,10 @@ def _gather_parallelism(stateful_map: bool) -> int | None:
 
 
 def _gatherer(array: np.ndarray) -> Callable[[tf.Tensor], tf.Tensor]:
-    """How a batch's rows are taken from ``array``: read from disk for a memory-mapped one
+    """How a batch's rows are taken from ``array``: read from disk for a memory-mapped file
     (only the batch is ever in memory, see ``data.Rows``), from a tensor otherwise."""
-    if isinstance(array, np.memmap):
-        rows = Rows.of(array)
+    rows = Rows.of(array)
+    if rows is not None:
 
         def read(indices: tf.Tensor) -> tf.Tensor:
             batch = tf.numpy_function(

@@ -116,3 +116,23 @@ def test_thousands_of_alike_images_are_one_group_in_bounded_time_and_memory():
     assert finding.examples[0] == ("train #0", "train #1")
     assert peak.bytes < 300_000_000, f"{peak.bytes / 1e6:.0f} MB"
     assert time.monotonic() - started < 60
+
+
+def test_memory_mapped_splits_give_the_same_findings_as_arrays(tmp_path):
+    """`prepare` checks the splits as saved (memory-mapped, read with positioned reads)."""
+    from src.finetune.data.prepared import load_split, save_info, save_split
+    from src.finetune.data.splits import DataInfo
+
+    save_info(tmp_path, DataInfo(NAMES, "folder", (32, 32, 3)))
+    train, test = photos(30, 0), photos(8, 2)
+    train[7], test[3] = train[2], np.clip(train[5].astype(int) + 3, 0, 255)
+    data = splits(train, photos(8, 1), test)
+    for name, split in data.items():
+        save_split(tmp_path, name, split.images, split.labels)
+    mapped = {name: load_split(tmp_path, name) for name in data}
+    assert isinstance(mapped["train"].images, np.memmap)
+    in_memory, from_disk = check_splits(data, NAMES), check_splits(mapped, NAMES)
+    assert {(f.kind, f.a, f.b, f.pairs) for f in from_disk.duplicates} == {
+        ("exact", "train", "train", 1), ("near", "train", "test", 1),
+    }  # fmt: skip
+    assert from_disk == in_memory

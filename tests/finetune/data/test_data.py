@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from src.finetune.data.prepared import load_info, load_split, save_info, save_split, write_array
+from src.finetune.data.prepared import (
+    Rows,
+    load_info,
+    load_split,
+    save_info,
+    save_split,
+    write_array,
+)
 from src.finetune.data.splits import (
     DataInfo,
     Split,
@@ -65,6 +72,18 @@ def test_saved_splits_load_back_memory_mapped_without_pickle(tmp_path):
     assert load_info(tmp_path).class_names == CLASS_NAMES
     with pytest.raises(PipelineError, match=r"run `dvc repro prepare` first"):
         load_split(tmp_path / "absent", "train")
+
+
+def test_rows_are_read_from_a_whole_mapped_split_and_never_from_a_part_of_one(tmp_path):
+    """A slice of a memory map keeps the whole map's offset: positioned reads of a part would
+    read the wrong images, so a part is read as an array."""
+    split = labelled(2)
+    save_split(tmp_path, "test", split.images, split.labels)
+    save_info(tmp_path, DataInfo(CLASS_NAMES, "cifar10", (32, 32, 3)))
+    loaded = load_split(tmp_path, "test").images
+    assert np.array_equal(Rows.of(loaded).read(np.array([2, 3, 7])), split.images[[2, 3, 7]])
+    assert Rows.of(loaded[5:]) is None and Rows.of(loaded[:5]) is None
+    assert Rows.of(split.images) is None  # in memory
 
 
 def test_arrays_are_written_a_chunk_at_a_time_in_the_order_asked(tmp_path, monkeypatch):
