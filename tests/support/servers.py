@@ -101,17 +101,11 @@ def stop_ui(ui) -> None:
     """Stop `python -m src.ui` as a user would (SIGTERM, or Ctrl-C's SIGINT): it stops the
     MLflow server it started, which runs in a session of its own and would outlive a SIGKILL
     of the UI's process group, holding a port and hundreds of MB per process."""
-    import os
-    import signal
-    import subprocess
+    from src.finetune.tracking.mlflow.ui import stop_group
 
     if ui.poll() is None:
-        os.killpg(ui.pid, signal.SIGTERM)
-    try:
-        ui.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(ui.pid, signal.SIGKILL)
-        ui.wait()
+        stop_group(ui, timeout=60)
+    ui.wait()
 
 
 def wait_until_answering(url: str, process: subprocess.Popen, timeout: float = 90) -> None:

@@ -91,21 +91,23 @@ def serve(mlflow: str, uri: str, port: int) -> None:
     try:
         code = server.wait()
     except KeyboardInterrupt:
-        _stop(server)
+        stop_group(server)
         print("MLflow UI stopped", flush=True)
         return
     finally:
         if server.poll() is None:
-            _stop(server)
+            stop_group(server)
     if code:
         raise PipelineError(f"`mlflow ui` exited with {code}; its lines above say why")
 
 
-def _stop(server: subprocess.Popen) -> None:
+def stop_group(process: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM to ``process``'s process group (a server and its workers), SIGKILL after
+    ``timeout`` seconds; it is waited for either way."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGTERM)
     try:
-        server.wait(timeout=15)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
