@@ -86,11 +86,19 @@ def run_stage(name: str, main: Callable[[], None], resumable: bool = False) -> N
         sys.exit(1)
 
 
+# Libraries that log, with a traceback, the clean-up a stop breaks: the stop can land inside
+# a tracking store's database call, and SQLAlchemy then logs that closing the cursor failed.
+STOP_NOISE_LOGGERS = ("sqlalchemy",)
+
+
 def stop_on_signals() -> None:
     """SIGTERM, SIGINT and SIGHUP (a closed terminal) raise ``Interrupted`` in the main
-    thread, so cleanup runs."""
+    thread, so cleanup runs. The stop's one line is what the user gets: what it breaks inside
+    a library on the way out (``STOP_NOISE_LOGGERS``) is not logged."""
 
     def interrupt(signum: int, frame: object) -> None:
+        for name in STOP_NOISE_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         raise Interrupted(f"stopped by {signal.Signals(signum).name}")
 
     for signum in STOP_SIGNALS:

@@ -1,5 +1,7 @@
 import errno
+import logging
 import os
+import signal
 import warnings
 
 import pytest
@@ -73,3 +75,25 @@ def test_litert_notices_written_by_native_code_are_filtered_and_the_rest_passes(
         os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
         os.write(2, b"E0000 a real error from C++\n")
     assert capfd.readouterr().err == "E0000 a real error from C++\n"
+
+
+def test_a_stop_inside_a_database_call_is_one_line_not_sqlalchemys_traceback(caplog):
+    """SIGTERM landing in MLflow's SQLAlchemy fetch made closing the cursor fail, logged as
+    an ERROR with a traceback beside the stop's one line."""
+    from src.finetune.entrypoint import Interrupted, stop_on_signals
+
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT,
+                                                                signal.SIGHUP)}  # fmt: skip
+    pool = logging.getLogger("sqlalchemy.pool.impl.QueuePool")  # where SQLAlchemy logs it
+    try:
+        stop_on_signals()
+        with pytest.raises(Interrupted, match="stopped by SIGTERM"):
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        with caplog.at_level(logging.DEBUG):
+            pool.error("Error closing cursor", exc_info=ValueError("cursor in use"))
+            logging.getLogger("src.finetune").error("a stage's own error")
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        logging.getLogger("sqlalchemy").setLevel(logging.NOTSET)
+    assert [r.getMessage() for r in caplog.records] == ["a stage's own error"]
