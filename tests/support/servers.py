@@ -105,7 +105,6 @@ def stop_ui(ui) -> None:
 
     if ui.poll() is None:
         stop_group(ui, timeout=60)
-    ui.wait()
 
 
 def wait_until_answering(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
