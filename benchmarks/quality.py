@@ -187,6 +187,16 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def with_run(result: dict[str, Any] | None, params: dict[str, Any], run: dict[str, Any]
+             ) -> dict[str, Any]:  # fmt: skip
+    """A row's result with one more run: it joins the runs of other seeds measured with the
+    same params (a row measured in several sittings), and replaces them when the params
+    changed."""
+    runs = [] if result is None or result["params"] != params else result["runs"]
+    runs = sorted([r for r in runs if r["seed"] != run["seed"]] + [run], key=lambda r: r["seed"])
+    return {"params": params, "runs": runs, **summary(runs)}
+
+
 def chosen(table: dict[str, Any]) -> str | None:
     """The row with the best mean validation accuracy of the fine-tuned model: chosen on
     validation, never on test."""
@@ -242,6 +252,8 @@ def plot(results: dict[str, Any], path: Path, recipe: str) -> None:
 def _cell(result: dict[str, Any], key: str) -> str:
     if key not in result:
         return "n/a"
+    if result["seeds"] == 1:  # no spread to show: one seed is not a standard deviation of 0
+        return f"{result[key]:.3f}"
     return f"{result[key]:.3f} ± {result[f'{key}_std']:.3f}"
 
 
@@ -256,19 +268,18 @@ def markdown(results: dict[str, Any]) -> str:
     lines = []
     for name, table in results["datasets"].items():
         best = chosen(table)
-        seeds = next(iter(table.values()))["seeds"]
         lines += [
-            f"**{name}** ({seeds} seeds a row; best on validation: `{best}`)",
+            f"**{name}** (best on validation: `{best}`)",
             "",
-            "| row | val (fine-tuned) | test: frozen (phase 1) | test: fine-tuned "
+            "| row | seeds | val (fine-tuned) | test: frozen (phase 1) | test: fine-tuned "
             "| with TTA | classical reference | beats it beyond noise | wall time |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for row, result in table.items():
             ablation = row.startswith("course+")
             tested = ("baseline_accuracy", "finetuned_accuracy", "finetuned_accuracy_tta",
                       "classical_accuracy")  # fmt: skip
-            cells = [_cell(result, "finetuned_val_accuracy")]
+            cells = [str(result["seeds"]), _cell(result, "finetuned_val_accuracy")]
             cells += [NOT_SHOWN if ablation else _cell(result, key) for key in tested]
             beats = sum(r.get("gain_over_classical_ci_low", 0) > 0 for r in result["runs"])
             cells.append(NOT_SHOWN if ablation else f"{beats} of {len(result['runs'])} runs")
@@ -292,6 +303,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="course, scratch, course+<change> (" + ", ".join(CHANGES)
                         + "), recipe:<name>[@<backbone>]")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="run seeds from this one on; the runs join the row's other seeds "
+                        "when its params are the same")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "reports/quality.json")
     parser.add_argument("--figure-recipe", default="fashion", help="the recipe the curve shows")
     parser.add_argument("--table", action="store_true", help="print --out's tables and stop")
@@ -314,18 +328,14 @@ def main(argv: list[str] | None = None) -> None:
         scratch_repository(workdir)
         for name in args.data:
             for row in args.rows:
-                runs = []
-                for seed in range(args.seeds):
+                table = results["datasets"].setdefault(name, {})
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     print(f"{name} {row} seed {seed}", flush=True)
                     write_photos(workdir, name, seed)
-                    runs.append(run_row(workdir, rows[(name, row)], seed))
-                    print(f"  {runs[-1]}", flush=True)
-                results["datasets"].setdefault(name, {})[row] = {
-                    "params": rows[(name, row)],
-                    "runs": runs,
-                    **summary(runs),
-                }
-                write_json(args.out, results)  # each finished row kept, even if a later fails
+                    run = run_row(workdir, rows[(name, row)], seed)
+                    print(f"  {run}", flush=True)
+                    table[row] = with_run(table.get(row), rows[(name, row)], run)
+                    write_json(args.out, results)  # each finished run kept, even if a later fails
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     plot(results, args.out.parent / "figures" / "quality.png", args.figure_recipe)

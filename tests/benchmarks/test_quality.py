@@ -1,6 +1,6 @@
 """The quality benchmark chooses on validation and shows no ablation's test numbers."""
 
-from benchmarks.quality import NOT_SHOWN, chosen, markdown, row_params, summary
+from benchmarks.quality import NOT_SHOWN, chosen, markdown, row_params, summary, with_run
 
 
 def run(seed, val, test, ci_low):
@@ -32,7 +32,7 @@ def test_an_ablation_row_shows_validation_only_and_runs_beyond_noise_are_counted
     lines = markdown(results).splitlines()
     assert "best on validation: `course+batchnorm`" in lines[0]
     course = next(line for line in lines if line.startswith("| course |"))
-    assert "0.820 ± 0.014" in course and "1 of 2 runs" in course
+    assert "| 2 | 0.810 ± 0.014" in course and "1 of 2 runs" in course
     ablation = next(line for line in lines if line.startswith("| **course+batchnorm**"))
     assert "0.850 ± 0.000" in ablation and "0.99" not in ablation
     assert ablation.count(NOT_SHOWN) == 5
@@ -43,3 +43,18 @@ def test_scratch_trains_every_layer_and_batchnorm_from_random_weights():
     assert params["model.weights"] == "none" and params["phase2.unfreeze_last"] == 1.0
     assert params["phase2.train_batchnorm"] is True
     assert row_params("course+batchnorm", "digits")["evaluate.tta_flip"] is False
+
+
+def test_a_row_measured_in_two_sittings_keeps_its_seeds_and_a_changed_row_starts_again():
+    params = row_params("recipe:fashion", "fashion-mnist-1000")
+    first = with_run(None, params, run(0, 0.90, 0.91, 0.01))
+    assert first["seeds"] == 1 and "| 1 | 0.900 |" in markdown(
+        {"datasets": {"fashion-mnist-1000": {"recipe:fashion": first}}}
+    )
+    both = with_run(with_run(first, params, run(2, 0.94, 0.93, 0.02)), params, run(1, 0.92, 0.92, 0))
+    assert [r["seed"] for r in both["runs"]] == [0, 1, 2]
+    assert both["finetuned_val_accuracy"] == 0.92 and both["finetuned_val_accuracy_std"] == 0.02
+    again = with_run(both, params, run(1, 0.50, 0.50, -0.1))
+    assert [r["finetuned_val_accuracy"] for r in again["runs"]] == [0.90, 0.50, 0.94]
+    changed = with_run(both, params | {"phase2.epochs": 3}, run(0, 0.80, 0.80, 0))
+    assert changed["seeds"] == 1 and changed["params"]["phase2.epochs"] == 3
