@@ -45,25 +45,26 @@ PHASE2_LR = 1e-3
 
 def measure(command: list[str], cwd: Path, keep_output: bool = False) -> dict:
     """Wall time and peak resident memory of the biggest process the command starts (and
-    with ``keep_output``, what it printed, as ``output``)."""
+    with ``keep_output``, what it printed, as ``output``). The output goes to a file as it
+    comes: a pipe read only at the end would stop an hour's run once it filled."""
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env |= {"DVC_NO_ANALYTICS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    started = time.monotonic()
-    process = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    peak = 0
-    root = psutil.Process(process.pid)
-    while process.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-            peak = max(peak, *(p.memory_info().rss for p in tree))
-        except psutil.NoSuchProcess:
-            pass
-        time.sleep(0.1)
-    wall = time.monotonic() - started
-    output = process.stdout.read() if process.stdout else ""
+    with tempfile.TemporaryFile("w+") as log:
+        started = time.monotonic()
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        peak = 0
+        root = psutil.Process(process.pid)
+        while process.poll() is None:
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, *(p.memory_info().rss for p in tree))
+            except psutil.NoSuchProcess:
+                pass
+            time.sleep(0.1)
+        wall = time.monotonic() - started
+        log.seek(0)
+        output = log.read()
     if process.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{output[-3000:]}")
     kept = {"output": output} if keep_output else {}
