@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
@@ -71,8 +72,9 @@ def learning_curves_figure(history: pd.DataFrame, kept: Mapping[Phase, int], tit
         axis.set_ylabel(f"{metric} (%)" if scale == 100 else metric)
     axes[0].yaxis.set_major_formatter(PercentFormatter(decimals=0))
     if panels == 3:
-        axes[2].plot(epochs, history["lr"], marker=".", color="tab:green", label="learning rate")
-        axes[2].set_yscale("log")
+        rates = history["lr"]
+        axes[2].plot(epochs, rates, marker=".", color="tab:green", label="learning rate")
+        set_rate_scale(axes[2], rates)
         axes[2].set_ylabel("learning rate\n(top group)")
     for axis in axes:
         axis.axvline(
@@ -86,6 +88,18 @@ def learning_curves_figure(history: pd.DataFrame, kept: Mapping[Phase, int], tit
     axes[-1].set_xlim(0.5, epochs.max() + 0.5)
     figure.tight_layout()
     return figure
+
+
+def set_rate_scale(axis: Axes, rates: pd.Series) -> None:
+    """Log scale, so that rates orders of magnitude apart both show; where a schedule ends
+    at 0 (cosine to the end), symmetric-log, linear below the smallest rate above 0, so
+    that the epoch at 0 shows too instead of falling off a log axis."""
+    positive = rates[rates > 0]
+    if (rates == 0).any() and len(positive):
+        axis.set_yscale("symlog", linthresh=float(positive.min()))
+        axis.set_ylim(bottom=0)
+    else:
+        axis.set_yscale("log")
 
 
 # --- what evaluate draws: where the model is wrong, how sure it is --------------------------

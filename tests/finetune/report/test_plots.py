@@ -41,6 +41,20 @@ def test_panels_span_epochs_1_to_25_with_the_fine_tuning_line_and_kept_epochs(hi
     plt.close(figure)
 
 
+def test_a_schedule_that_ends_at_zero_shows_its_last_epoch(history):
+    """Cosine to the end logs 0 for the last epoch: on a log axis it would silently vanish."""
+    history.loc[history["epoch"] == 25, "lr"] = 0.0
+    figure = learning_curves_figure(history, KEPT, "CIFAR-10")
+    rate = figure.axes[2]
+    figure.canvas.draw()
+    assert rate.get_yscale() == "symlog"
+    bottom, top = rate.get_ylim()
+    assert bottom == 0 and top >= 1e-3, "every rate, 0 included, lies inside the panel"
+    (x, y), = rate.get_lines()[0].get_xydata()[-1:]
+    assert (x, y) == (25, 0.0)
+    plt.close(figure)
+
+
 def test_legends_sit_beside_the_panels_not_on_the_curves(history):
     figure = learning_curves_figure(history, KEPT, "CIFAR-10")
     figure.canvas.draw()
