@@ -51,7 +51,9 @@ def test_a_row_measured_in_two_sittings_keeps_its_seeds_and_a_changed_row_starts
     assert first["seeds"] == 1 and "| 1 | 0.900 |" in markdown(
         {"datasets": {"fashion-mnist-1000": {"recipe:fashion": first}}}
     )
-    both = with_run(with_run(first, params, run(2, 0.94, 0.93, 0.02)), params, run(1, 0.92, 0.92, 0))
+    both = with_run(
+        with_run(first, params, run(2, 0.94, 0.93, 0.02)), params, run(1, 0.92, 0.92, 0)
+    )
     assert [r["seed"] for r in both["runs"]] == [0, 1, 2]
     assert both["finetuned_val_accuracy"] == 0.92 and both["finetuned_val_accuracy_std"] == 0.02
     again = with_run(both, params, run(1, 0.50, 0.50, -0.1))

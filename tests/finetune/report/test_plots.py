@@ -50,8 +50,7 @@ def test_a_schedule_that_ends_at_zero_shows_its_last_epoch(history):
     assert rate.get_yscale() == "symlog"
     bottom, top = rate.get_ylim()
     assert bottom == 0 and top >= 1e-3, "every rate, 0 included, lies inside the panel"
-    (x, y), = rate.get_lines()[0].get_xydata()[-1:]
-    assert (x, y) == (25, 0.0)
+    assert tuple(rate.get_lines()[0].get_xydata()[-1]) == (25, 0.0)
     plt.close(figure)
 
 
