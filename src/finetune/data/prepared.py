@@ -63,24 +63,31 @@ class Rows:
         return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
 
     def read(self, indices: np.ndarray) -> np.ndarray:
-        """``array[indices]``, runs of consecutive rows read at once."""
+        """``array[indices]``: each run of consecutive rows in one positioned read, straight
+        into the result."""
         indices = np.asarray(indices, dtype=np.int64)
         out = np.empty((len(indices), *self.shape[1:]), self.dtype)
+        if not len(indices):
+            return out
         flat = out.reshape(len(indices), -1).view(np.uint8)
+        breaks = np.flatnonzero(np.diff(indices) != 1) + 1
         with self.path.open("rb") as handle:
-            fd, start = handle.fileno(), 0
-            while start < len(indices):
-                end = start + 1
-                while end < len(indices) and indices[end] == indices[end - 1] + 1:
-                    end += 1
-                data = os.pread(
-                    fd,
-                    (end - start) * self.row_bytes,
-                    self.offset + indices[start] * self.row_bytes,
-                )
-                flat[start:end] = np.frombuffer(data, np.uint8).reshape(end - start, -1)
-                start = end
+            for start, end in zip(np.r_[0, breaks], np.r_[breaks, len(indices)], strict=True):
+                self._read_into(handle.fileno(), flat[start:end], int(indices[start]))
         return out
+
+    def _read_into(self, fd: int, rows: np.ndarray, first: int) -> None:
+        """Fill ``rows`` (bytes) from row ``first`` on; a short read (the file cut) is an
+        error, never rows left as they were."""
+        buffer, position = memoryview(rows).cast("B"), self.offset + first * self.row_bytes
+        while len(buffer):
+            count = os.preadv(fd, [buffer], position)
+            if count == 0:
+                raise PipelineError(
+                    f"{self.path}: the file ends before row {first + len(rows)}; it was cut or "
+                    "changed while in use: run `dvc repro prepare` to write it again"
+                )
+            buffer, position = buffer[count:], position + count
 
 
 def write_array(path: Path, source: np.ndarray | Rows, indices: np.ndarray | None = None) -> None:

@@ -86,6 +86,21 @@ def test_rows_are_read_from_a_whole_mapped_split_and_never_from_a_part_of_one(tm
     assert Rows.of(split.images) is None  # in memory
 
 
+def test_rows_read_any_order_of_indices_as_numpy_indexes_and_refuse_a_cut_file(tmp_path):
+    array = np.arange(40 * 6, dtype=np.float32).reshape(40, 2, 3)
+    np.save(tmp_path / "a.npy", array)
+    rows = Rows.of(np.load(tmp_path / "a.npy", mmap_mode="r"))
+    for indices in ([], [7], [0, 1, 2, 39], [5, 4, 3], [3, 3, 4, 9, 10, 11, 0], range(40)):
+        read = rows.read(np.array(indices, dtype=np.int64))
+        assert read.shape == (len(indices), 2, 3)
+        assert np.array_equal(read, array[list(indices)]), indices
+    with (tmp_path / "a.npy").open("r+b") as handle:
+        handle.truncate(rows.offset + 30 * rows.row_bytes)  # cut after 30 rows
+    assert np.array_equal(rows.read(np.arange(25, 30)), array[25:30])
+    with pytest.raises(PipelineError, match=r"a.npy: the file ends before row 32; .*dvc repro"):
+        rows.read(np.arange(28, 32))
+
+
 def test_arrays_are_written_a_chunk_at_a_time_in_the_order_asked(tmp_path, monkeypatch):
     monkeypatch.setattr("src.finetune.data.prepared.WRITE_CHUNK", 4)
     source = np.arange(30, dtype=np.int64)
