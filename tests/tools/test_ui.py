@@ -136,6 +136,8 @@ def test_a_ui_killed_outright_takes_its_server_with_it(project):
         (server,) = psutil.Process(ui.pid).children()
         session = server.pid
         assert len(in_session(server.pid)) > 1, "the server and its workers"
+        commands = " ".join(" ".join(psutil.Process(pid).cmdline()) for pid in in_session(session))
+        assert "uvicorn" in commands and "huey" not in commands, "no job runner: nothing uses it"
         os.kill(ui.pid, signal.SIGKILL)
         ui.wait(timeout=10)
         deadline = time.monotonic() + 60

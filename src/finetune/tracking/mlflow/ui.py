@@ -85,6 +85,10 @@ def serve(mlflow: str, uri: str, port: int) -> None:
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                "--uvicorn-opts", "--no-access-log --log-level warning"]  # fmt: skip
     env = os.environ | {"MLFLOW_LOGGING_LEVEL": "WARNING", "PYTHONWARNINGS": "ignore"}
+    # MLflow's job runner (seven huey consumer processes, for its GenAI jobs) serves nothing
+    # this pipeline logs: without it the UI is up about 4 s sooner and, killed outright,
+    # frees its port within 2 s rather than 15.
+    env |= {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen(
         command, env=env, start_new_session=True, preexec_fn=environment.die_with_parent
     )
