@@ -23,7 +23,13 @@ Rows (``ROWS``): ``course`` is params.yaml's course recipe on EfficientNet-Lite0
 weights in the course recipe's time; ``recipe:<name>`` is ``recipes/<name>.yaml``, and
 ``recipe:<name>@<backbone>`` the same on another backbone. Writes reports/quality.json (every
 run, every row's mean and standard deviation over the seeds) and reports/figures/quality.png
-(the learning curve: test accuracy against training photos per class).
+(the learning curve: test accuracy against training photos per class). Each run is saved
+as it ends; ``--first-seed`` runs more seeds of a row later, and they join its earlier runs
+while its params stay the same (a row of hour-long runs in several sittings):
+
+    python -m benchmarks.quality --data fashion-mnist-full --rows recipe:fashion-full --seeds 1
+    python -m benchmarks.quality --data fashion-mnist-full --rows recipe:fashion-full \
+        --seeds 2 --first-seed 1
 """
 
 from __future__ import annotations
