@@ -28,7 +28,7 @@ as it ends; ``--first-seed`` runs more seeds of a row later, and they join its e
 while its params stay the same (a row of hour-long runs in several sittings):
 
     python -m benchmarks.quality --data fashion-mnist-full --rows recipe:fashion-full --seeds 1
-    python -m benchmarks.quality --data fashion-mnist-full --rows recipe:fashion-full \
+    python -m benchmarks.quality --data fashion-mnist-full --rows recipe:fashion-full \\
         --seeds 2 --first-seed 1
 """
 
