@@ -1,6 +1,15 @@
 """The quality benchmark chooses on validation and shows no ablation's test numbers."""
 
-from benchmarks.quality import NOT_SHOWN, chosen, markdown, row_params, summary, with_run
+from benchmarks.quality import (
+    NOT_SHOWN,
+    REFERENCE,
+    chosen,
+    curve_points,
+    markdown,
+    row_params,
+    summary,
+    with_run,
+)
 
 
 def run(seed, val, test, ci_low):
@@ -60,3 +69,21 @@ def test_a_row_measured_in_two_sittings_keeps_its_seeds_and_a_changed_row_starts
     assert [r["finetuned_val_accuracy"] for r in again["runs"]] == [0.90, 0.50, 0.94]
     changed = with_run(both, params | {"phase2.epochs": 3}, run(0, 0.80, 0.80, 0))
     assert changed["seeds"] == 1 and changed["params"]["phase2.epochs"] == 3
+
+
+def test_the_curve_takes_at_each_size_the_recipe_variant_best_on_validation():
+    results = {"datasets": {
+        "fashion-mnist-1000": {"recipe:fashion": row(run(0, 0.90, 0.89, 0.01))},
+        "fashion-mnist-full": {
+            "recipe:fashion-full": row(run(0, 0.915, 0.93, 0.01)),
+            "recipe:fashion-full-10ep": row(run(0, 0.925, 0.92, 0.01)),
+            "recipe:fashion@efficientnetlite2": row(run(0, 0.99, 0.99, 0.01)),
+            "course": row(run(0, 0.80, 0.80, -0.1), run(1, 0.80, 0.80, -0.1)),
+        },
+    }}  # fmt: skip
+    points = curve_points(results, "fashion")
+    recipe = points["fashion recipe (best on validation)"]
+    assert [(n, r["finetuned_val_accuracy"]) for n, r in recipe] == [(1000, 0.90), (6000, 0.925)]
+    assert [n for n, _ in points["course recipe"]] == [6000]
+    assert [r["seeds"] for _, r in points[REFERENCE]] == [1, 2]  # the row of the most seeds
+    assert "from scratch" not in points
