@@ -247,7 +247,8 @@ def plot(results: dict[str, Any], path: Path, recipe: str) -> None:
 
     figure = Figure(figsize=(7.5, 4.8))
     axis = figure.subplots()
-    for label, points in curve_points(results, recipe).items():
+    curves = curve_points(results, recipe)
+    for label, points in curves.items():
         key = "classical_accuracy" if label == REFERENCE else "finetuned_accuracy"
         sizes, rows = [n for n, _ in points], [r for _, r in points]
         accuracies = [r[key] for r in rows]
@@ -257,13 +258,18 @@ def plot(results: dict[str, Any], path: Path, recipe: str) -> None:
             if row["seeds"] < 3:
                 seeds = f"{row['seeds']} seed" + "s" * (row["seeds"] > 1)
                 axis.annotate(seeds, (size, accuracy), textcoords="offset points",
-                              xytext=(6, -12), fontsize="small")  # fmt: skip
+                              xytext=(-8, -14), ha="right", fontsize="small")  # fmt: skip
     axis.set_xscale("log")
+    measured = sorted({n for points in curves.values() for n, _ in points})
+    full = PER_CLASS["fashion-mnist-full"]
+    axis.set_xticks(measured, [f"{n:,}" + " (all)" * (n == full) for n in measured])
+    axis.minorticks_off()
     axis.set_xlabel("training photos per class (90% train, 10% validation)")
     axis.set_ylabel("test accuracy (10,000 photos)")
     axis.set_title("Fashion-MNIST: mean over seeds, one standard deviation as error bars")
     axis.grid(True, alpha=0.3)
-    axis.legend(loc="lower right")
+    axis.margins(x=0.08, y=0.12)
+    axis.legend(loc="best")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
