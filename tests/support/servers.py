@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from src.finetune.tracking.mlflow.ui import WITHOUT_JOB_RUNNER
 from tests.support.commands import command_env
 
 
@@ -46,9 +47,7 @@ class MlflowServer:
         ]  # fmt: skip
         with (self.store / "server.log").open("a") as log:
             self.process = subprocess.Popen(
-                # without MLflow's job runner (GenAI jobs): nothing here uses it, and its
-                # seven processes slow each start (as the product's `make ui` does, ui.serve)
-                command, env=command_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+                command, env=command_env(**WITHOUT_JOB_RUNNER),  # as `make ui` starts it
                 stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
