@@ -12,11 +12,9 @@ import time
 import pytest
 from PIL import Image
 
-from src.finetune.params import apply_overrides, read_yaml
-from src.finetune.params import write_params as edit_yaml
 from tests.support.browser import page_text, rendered_page
 from tests.support.commands import command_env, run
-from tests.support.params import ROOT, write_params
+from tests.support.params import ROOT, edit_params, write_params
 from tests.support.projects import local_store
 from tests.support.servers import free_port, stop_ui, wait_until_answering
 from workbench.projects import PROJECT_FILES, copy_files
@@ -242,10 +240,6 @@ def sweep(demo) -> list[tuple[str, subprocess.CompletedProcess]]:
         )
         results.append((command, result))
     return results
-
-
-def edit_params(path, overrides: dict) -> None:
-    edit_yaml(path, apply_overrides(read_yaml(path), overrides))
 
 
 def test_readme_commands_work_as_written_and_fit_100_columns(sweep):

@@ -60,9 +60,10 @@ def run(cwd: Path, *command: str, **env: str) -> str:
     return result.stdout + result.stderr
 
 
-def repro_and_commit(repo: Path, **env: str) -> str:
-    """`dvc repro`, then a commit of everything it wrote; its output."""
-    output = run(repo, "dvc", "repro", **env)
+def repro_and_commit(repo: Path, *targets: str, **env: str) -> str:
+    """`dvc repro` (of ``targets`` and what they depend on, or of everything), then a commit
+    of everything it wrote; its output."""
+    output = run(repo, "dvc", "repro", *targets, **env)
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "reproduced")
     return output

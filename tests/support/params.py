@@ -79,3 +79,12 @@ def project_params():
     from src.finetune.params import Params
 
     return Params.model_validate(YAML(typ="safe", pure=True).load(committed_params()))
+
+
+def edit_params(path: Path, overrides: dict[str, Any]) -> None:
+    """Dotted-key overrides written into a project's own params.yaml (as a user edits it,
+    comments kept), whatever its values are now."""
+    from src.finetune.params import apply_overrides, read_yaml
+    from src.finetune.params import write_params as write_yaml
+
+    write_yaml(path, apply_overrides(read_yaml(path), overrides))

@@ -37,9 +37,12 @@ def local_store(repo: Path) -> MlflowClient:
     return MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
 
 
-def runs_by_execution(client: MlflowClient) -> list[list[Run]]:
-    """The pipeline's runs grouped by execution, oldest first."""
-    experiment = client.get_experiment_by_name("cifar10-finetune")
+def runs_by_execution(
+    client: MlflowClient, experiment_name: str = "cifar10-finetune"
+) -> list[list[Run]]:
+    """The pipeline's runs grouped by execution, oldest first (the experiment's name is the
+    data source's: cifar10-finetune for the tiny archive, images-finetune for a folder)."""
+    experiment = client.get_experiment_by_name(experiment_name)
     found = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
     executions: dict[str, list[Run]] = {}
     for mlflow_run in found:
