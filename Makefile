@@ -6,7 +6,7 @@ PYTHON ?= .venv/bin/python
 BIN = $(shell cd "$$(dirname "$(PYTHON)")" 2>/dev/null && pwd)
 RUN = PATH="$(BIN):$$PATH" "$(PYTHON)"
 
-.PHONY: help install install-gpu install-s3 demo check repro strong-recipe tune lr-find test test-fast lint format ui bench bench-memory bench-quality bench-tune bench-int8
+.PHONY: help install install-gpu install-s3 demo check repro strong-recipe tune lr-find test test-fast lint format ui bench bench-memory bench-quality bench-tune bench-int8 bench-backbones
 
 help: ## List the commands
 	@grep -E '^[a-z0-9-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -75,3 +75,6 @@ bench-tune: ## A 20-trial search on the demo's digits with and without pruning -
 
 bench-int8: ## int8 LiteRT with its input scaling in float against all-int8, 3 seeds -> reports/quantization.json
 	$(RUN) -m benchmarks.quantization
+
+bench-backbones: ## Each Lite's parameters, int8 file size and latency -> reports/backbones.json (~2 min)
+	$(RUN) -m benchmarks.backbones

@@ -1,0 +1,171 @@
+"""Which backbone for which budget, the part training does not change: each EfficientNet-Lite's
+parameters, the size of its int8 LiteRT file and that file's latency per image on this
+machine's CPU, at the image size a recipe trains at.
+
+    make bench-backbones     # python -m benchmarks.backbones [--image-size 48]
+
+Each network is the product's own (``build_model``: ImageNet weights, the head for 10
+classes), exported by the export stage's int8 conversion (``quantized_litert``, calibrated on
+Fashion-MNIST training photos) and timed by its checks (``latency_ms``: median of 30 calls at
+batch 1, of 5 at batch 32, after a warm-up call). A file's size and its latency depend on the
+network and the image size, not on the values of the weights, so fine-tuning would change
+neither: accuracy and time per run of each backbone come from ``reports/quality.json``
+(``recipe:fashion@efficientnetlite1`` and so on). Time it with nothing else running.
+
+Writes reports/backbones.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.benchmark import ROOT
+from src.finetune.files import write_json
+
+LITE = ("efficientnetlite0", "efficientnetlite1", "efficientnetlite2")
+CLASSES = 10
+CALIBRATION_IMAGES = 200  # params.yaml's export.calibration_images
+OUT = ROOT / "reports/backbones.json"
+
+
+def calibration_photos(image_size: int, count: int) -> np.ndarray:
+    """``count`` Fashion-MNIST training photos as the prepared splits hold them: RGB, resized
+    to ``image_size``, 0-255 floats."""
+    from PIL import Image
+
+    from workbench import fashion_mnist
+
+    images, _ = fashion_mnist.split("train")
+    chosen = np.random.default_rng(0).permutation(len(images))[:count]
+    resized = [
+        np.asarray(Image.fromarray(images[i]).convert("RGB").resize((image_size, image_size)))
+        for i in np.sort(chosen)
+    ]
+    return np.stack(resized).astype(np.float32)
+
+
+def measure(
+    name: str, image_size: int, calibration: np.ndarray, weights: str = "imagenet"
+) -> dict[str, Any]:
+    """One backbone built as the pipeline builds it, exported to int8 LiteRT and timed."""
+    from src.finetune.export.checks import BATCH, latency_ms, size_mb
+    from src.finetune.export.formats import quantized_litert, without_normalization_layers
+    from src.finetune.export.runtimes import LiteRtRuntime
+    from src.finetune.model.backbones import BACKBONES
+    from src.finetune.model.network import build_model
+
+    shape = (image_size, image_size, 3)
+    model = build_model(BACKBONES[name], weights, 0.2, image_size, shape, CLASSES)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{name}.tflite"
+        path.write_bytes(quantized_litert(without_normalization_layers(model), calibration))
+        runtime = LiteRtRuntime(path)
+        return {
+            "backbone": name,
+            "parameters": model.count_params(),
+            "int8_size_mb": size_mb(path),
+            "int8_latency_ms_batch1": latency_ms(runtime, calibration, 1),
+            f"int8_latency_ms_batch{BATCH}": latency_ms(runtime, calibration, BATCH),
+        }
+
+
+def by_backbone(table: dict[str, Any], recipe: str) -> dict[str, dict[str, Any]]:
+    """A data set's rows of ``recipe`` (``recipe:<recipe>`` and ``recipe:<recipe>@<backbone>``)
+    by the backbone they trained."""
+    rows = {}
+    for row, result in table.items():
+        if row.removeprefix("recipe:").partition("@")[0] == recipe and row.startswith("recipe:"):
+            rows[result["params"]["model.backbone"]] = result
+    return rows
+
+
+def _mean(result: dict[str, Any], key: str) -> str:
+    spread = f" ± {result[f'{key}_std']:.3f}" if result["seeds"] > 1 else ""
+    return f"{result[key]:.3f}{spread}"
+
+
+def markdown(quality: dict[str, Any], measured: dict[str, Any], dataset: str, recipe: str) -> str:
+    """Per backbone: the recipe's accuracy (validation, then test) and time per run from
+    ``quality`` (reports/quality.json), beside its size and int8 latency from ``measured``
+    (reports/backbones.json). A backbone missing from either shows n/a there."""
+    trained = by_backbone(quality["datasets"].get(dataset, {}), recipe)
+    exported = {row["backbone"]: row for row in measured["backbones"]}
+    lines = [
+        f"`recipe:{recipe}` on {dataset}; int8 LiteRT at {measured['image_size']} px on "
+        f"{measured['machine']}",
+        "",
+        "| backbone | seeds | val (fine-tuned) | test: fine-tuned | with TTA | time per run "
+        "| parameters | int8 file | int8 latency, batch 1 | batch 32 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in sorted(set(trained) | set(exported)):
+        result, export = trained.get(name), exported.get(name)
+        cells = ["n/a"] * 5
+        if result:
+            cells = [str(result["seeds"]), _mean(result, "finetuned_val_accuracy"),
+                     _mean(result, "finetuned_accuracy"), _mean(result, "finetuned_accuracy_tta"),
+                     f"{result['wall_s'] / 60:.1f} min"]  # fmt: skip
+        cells += ["n/a"] * 4
+        if export:
+            cells[5:] = [f"{export['parameters'] / 1e6:.1f} M", f"{export['int8_size_mb']:.1f} MB",
+                         f"{export['int8_latency_ms_batch1']:.2f} ms",
+                         f"{export['int8_latency_ms_batch32']:.2f} ms"]  # fmt: skip
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--image-size", type=int, default=48, help="as recipes/fashion.yaml")
+    parser.add_argument("--backbones", nargs="+", default=list(LITE), choices=LITE)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="print the backbone table of --out and reports/quality.json, and stop",
+    )
+    parser.add_argument("--dataset", default="fashion-mnist-1000", help="the table's data set")
+    parser.add_argument("--recipe", default="fashion", help="the table's recipe")
+    args = parser.parse_args(argv)
+    if args.table:
+        if not args.out.is_file():
+            raise SystemExit(f"error: bench-backbones: {args.out} not found; run it first")
+        quality = json.loads((ROOT / "reports/quality.json").read_text())
+        print(markdown(quality, json.loads(args.out.read_text()), args.dataset, args.recipe))
+        return
+    from src.finetune.entrypoint import quiet_libraries, quiet_tensorflow
+    from workbench import fashion_mnist
+
+    quiet_tensorflow()  # the converter's notices, as the export stage keeps them out
+    quiet_libraries()
+
+    try:
+        calibration = calibration_photos(args.image_size, CALIBRATION_IMAGES)
+    except fashion_mnist.Missing as missing:
+        raise SystemExit(f"error: bench-backbones: {missing}") from None
+    rows = []
+    for name in args.backbones:
+        print(f"{name} at {args.image_size} px", flush=True)
+        rows.append(measure(name, args.image_size, calibration))
+        print(f"  {rows[-1]}", flush=True)
+    write_json(args.out, {
+        "image_size": args.image_size,
+        "classes": CLASSES,
+        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}",
+        "backbones": rows,
+    })  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
