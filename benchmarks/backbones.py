@@ -7,10 +7,11 @@ machine's CPU, at the image size a recipe trains at.
 Each network is the product's own (``build_model``: ImageNet weights, the head for 10
 classes), exported by the export stage's int8 conversion (``quantized_litert``, calibrated on
 Fashion-MNIST training photos) and timed by its checks (``latency_ms``: median of 30 calls at
-batch 1, of 5 at batch 32, after a warm-up call). A file's size and its latency depend on the
-network and the image size, not on the values of the weights, so fine-tuning would change
-neither: accuracy and time per run of each backbone come from ``reports/quality.json``
-(``recipe:fashion@efficientnetlite1`` and so on). Time it with nothing else running.
+batch 1, of 5 at batch 32, after a warm-up call), the median of 7 such measurements taken in
+turn. A file's size and its latency depend on the network and the image size, not on the
+values of the weights, so fine-tuning would change neither: accuracy and time per run of each
+backbone come from ``reports/quality.json`` (``recipe:fashion@efficientnetlite1`` and so on).
+Time it with nothing else running.
 
 Writes reports/backbones.json.
 """
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +35,7 @@ from src.finetune.files import write_json
 
 LITE = ("efficientnetlite0", "efficientnetlite1", "efficientnetlite2")
 CLASSES = 10
+ROUNDS = 7  # latency measurements a file, the median kept
 CALIBRATION_IMAGES = 200  # params.yaml's export.calibration_images
 OUT = ROOT / "reports/backbones.json"
 
@@ -53,29 +56,57 @@ def calibration_photos(image_size: int, count: int) -> np.ndarray:
     return np.stack(resized).astype(np.float32)
 
 
-def measure(
-    name: str, image_size: int, calibration: np.ndarray, weights: str = "imagenet"
-) -> dict[str, Any]:
-    """One backbone built as the pipeline builds it, exported to int8 LiteRT and timed."""
-    from src.finetune.export.checks import BATCH, latency_ms, size_mb
+def int8_file(name: str, image_size: int, calibration: np.ndarray, folder: Path,
+              weights: str | None) -> tuple[Path, int]:  # fmt: skip
+    """One backbone built as the pipeline builds it and written as int8 LiteRT into
+    ``folder``; the file and the network's parameter count."""
     from src.finetune.export.formats import quantized_litert, without_normalization_layers
-    from src.finetune.export.runtimes import LiteRtRuntime
     from src.finetune.model.backbones import BACKBONES
     from src.finetune.model.network import build_model
 
     shape = (image_size, image_size, 3)
     model = build_model(BACKBONES[name], weights, 0.2, image_size, shape, CLASSES)
+    path = folder / f"{name}.tflite"
+    path.write_bytes(quantized_litert(without_normalization_layers(model), calibration))
+    return path, model.count_params()
+
+
+def measure(
+    names: list[str],
+    image_size: int,
+    calibration: np.ndarray,
+    rounds: int = ROUNDS,
+    weights: str | None = "imagenet",
+) -> list[dict[str, Any]]:
+    """Each backbone's int8 file, its size and its latency per image: the median of
+    ``rounds`` measurements (each the export checks' own), the files timed in turn in each
+    round so that a change in the machine's speed reaches them all alike."""
+    from src.finetune.export.checks import BATCH, latency_ms, size_mb
+    from src.finetune.export.runtimes import LiteRtRuntime
+
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"{name}.tflite"
-        path.write_bytes(quantized_litert(without_normalization_layers(model), calibration))
-        runtime = LiteRtRuntime(path)
-        return {
-            "backbone": name,
-            "parameters": model.count_params(),
-            "int8_size_mb": size_mb(path),
-            "int8_latency_ms_batch1": latency_ms(runtime, calibration, 1),
-            f"int8_latency_ms_batch{BATCH}": latency_ms(runtime, calibration, BATCH),
-        }
+        files = {}
+        for name in names:
+            print(f"{name} at {image_size} px: int8 export", flush=True)
+            files[name] = int8_file(name, image_size, calibration, Path(folder), weights)
+        runtimes = {name: LiteRtRuntime(path) for name, (path, _) in files.items()}
+        timings: dict[str, dict[int, list[float]]] = {n: {1: [], BATCH: []} for n in names}
+        for _ in range(rounds):
+            for name, runtime in runtimes.items():
+                for batch, measured in timings[name].items():
+                    measured.append(latency_ms(runtime, calibration, batch))
+        return [
+            {
+                "backbone": name,
+                "parameters": parameters,
+                "int8_size_mb": size_mb(path),
+                **{
+                    f"int8_latency_ms_batch{batch}": round(statistics.median(measured), 3)
+                    for batch, measured in timings[name].items()
+                },
+            }
+            for name, (path, parameters) in files.items()
+        ]
 
 
 def by_backbone(table: dict[str, Any], recipe: str) -> dict[str, dict[str, Any]]:
@@ -129,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--image-size", type=int, default=48, help="as recipes/fashion.yaml")
     parser.add_argument("--backbones", nargs="+", default=list(LITE), choices=LITE)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="latency measurements a file")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument(
         "--table",
@@ -154,11 +186,9 @@ def main(argv: list[str] | None = None) -> None:
         calibration = calibration_photos(args.image_size, CALIBRATION_IMAGES)
     except fashion_mnist.Missing as missing:
         raise SystemExit(f"error: bench-backbones: {missing}") from None
-    rows = []
-    for name in args.backbones:
-        print(f"{name} at {args.image_size} px", flush=True)
-        rows.append(measure(name, args.image_size, calibration))
-        print(f"  {rows[-1]}", flush=True)
+    rows = measure(args.backbones, args.image_size, calibration, args.rounds)
+    for row in rows:
+        print(f"  {row}", flush=True)
     write_json(args.out, {
         "image_size": args.image_size,
         "classes": CLASSES,

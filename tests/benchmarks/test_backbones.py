@@ -47,7 +47,7 @@ def test_the_table_joins_each_backbone_s_accuracy_to_its_int8_file():
 
 def test_the_int8_file_is_measured_as_the_export_stage_writes_it():
     calibration = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
-    row = measure("tinynet", 32, calibration, weights=None)
+    (row,) = measure(["tinynet"], 32, calibration, rounds=2, weights=None)
     assert row["backbone"] == "tinynet" and row["parameters"] > 0
     float_mb = row["parameters"] * 4 / 1e6  # 4 bytes a float32 weight
     assert 0 < row["int8_size_mb"] < float_mb  # int8 weights, below the float ones even with
