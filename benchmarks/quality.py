@@ -292,7 +292,9 @@ def markdown(results: dict[str, Any]) -> str:
     ``course+<change>`` row measures what one change does, judged on validation: its test
     numbers are left out, so that no choice can be read off them."""
     lines = []
-    for name, table in results["datasets"].items():
+    order = ["digits", *PER_CLASS]  # the digits, then Fashion-MNIST by size
+    for name in sorted(results["datasets"], key=lambda n: order.index(n) if n in order else 99):
+        table = results["datasets"][name]
         best = chosen(table)
         lines += [
             f"**{name}** (best on validation: `{best}`)",

@@ -87,3 +87,12 @@ def test_the_curve_takes_at_each_size_the_recipe_variant_best_on_validation():
     assert [n for n, _ in points["course recipe"]] == [6000]
     assert [r["seeds"] for _, r in points[REFERENCE]] == [1, 2]  # the row of the most seeds
     assert "from scratch" not in points
+
+
+def test_the_tables_go_from_the_digits_to_fashion_mnist_by_size_whatever_the_json_order():
+    one = {"recipe:fashion": row(run(0, 0.90, 0.89, 0.01))}
+    results = {"datasets": {name: one for name in
+                            ("fashion-mnist-full", "fashion-mnist-100", "digits")}}  # fmt: skip
+    lines = markdown(results).splitlines()
+    titles = [line.split("**")[1] for line in lines if line.startswith("**")]
+    assert titles == ["digits", "fashion-mnist-100", "fashion-mnist-full"]
