@@ -123,7 +123,9 @@ def kill_mid_training(worker: subprocess.Popen, storage: str, repo: Path) -> int
         assert worker.poll() is None, "the worker ended before it could be killed"
         for trial in study.get_trials(states=(TrialState.RUNNING,)):
             log = Path(trial.user_attrs.get("log", "/nonexistent"))
-            if log.is_relative_to(repo) and "Epoch" in log.read_text().split("phase2_finetune")[-1]:
+            text = log.read_text() if log.is_relative_to(repo) and log.is_file() else ""
+            _, phase2, training = text.partition("Running stage 'phase2_finetune'")
+            if phase2 and "Epoch" in training:  # not phase 1's epochs
                 os.kill(worker.pid, signal.SIGKILL)
                 return trial.number
         time.sleep(1)

@@ -45,7 +45,10 @@ class MlflowStudyTracker(StudyTracker):
         runs = self.client.search_runs([self.experiment_id], filter_string=trial)
         for run in runs:
             with_lock_retries(self.client.set_tag, run.info.run_id, TAG_TRIAL_STATE, state)
-            if run.info.status == "RUNNING" and state in ENDED_AS:
+            # Between two stages the comparison run reads FINISHED (each stage closes it, the
+            # next reopens it): a trial stopped there never finished its execution.
+            comparison = run.data.tags.get(TAG_ROLE) == "comparison"
+            if (run.info.status == "RUNNING" or comparison) and state in ENDED_AS:
                 status = RunStatus.to_string(ENDED_AS[state])
                 with_lock_retries(self.client.set_terminated, run.info.run_id, status)
 

@@ -74,6 +74,30 @@ def test_trials_nest_under_the_study_run_tagged_with_their_state(workdir, params
         assert comparison.info.run_name == f"lr-{number}"
 
 
+def test_a_trial_killed_between_two_stages_ends_its_comparison_run_failed(
+    workdir, params, monkeypatch
+):
+    tracker = open_study(params.mlflow_experiment, "lr")
+    trial = StudyTrial("sqlite:///optuna.db", "lr", 2, tracker.run_id)
+    for name, value in trial.environ().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DVC_EXP_NAME", "lr-2")
+    monkeypatch.setattr(environment, "execution_id", lambda: "dvc-process-2")
+    with track_stage("prepare", params, ("seed",)):
+        pass  # its worker is killed here, before the next stage reopens the comparison run
+    client = MlflowClient(tracking_uri())
+    experiment = client.get_experiment_by_name(params.mlflow_experiment)
+    query = f"tags.`{TAG_TRIAL}` = '2'"
+    assert {r.info.status for r in client.search_runs([experiment.experiment_id], query)} == {
+        "FINISHED"
+    }
+    tracker.trial_finished(2, "fail")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id], query)}
+    assert runs["lr-2"].info.status == "FAILED"  # the execution never finished
+    assert runs["prepare"].info.status == "FINISHED"  # the stage did
+    assert {r.data.tags[TAG_TRIAL_STATE] for r in runs.values()} == {"fail"}
+
+
 def test_a_failing_study_tracker_is_a_warning_and_the_study_goes_on(caplog):
     class Broken(RecordingStudyTracker):
         def trial_finished(self, number, state):
