@@ -32,6 +32,7 @@ import pandas as pd
 import psutil
 from ruamel.yaml import YAML
 
+from src.finetune.environment import die_with_parent
 from src.finetune.files import write_json
 from src.finetune.params import apply_overrides, check_params
 from src.recipes import load_recipe
@@ -52,7 +53,10 @@ def measure(command: list[str], cwd: Path, keep_output: bool = False) -> dict:
     env.pop("MLFLOW_TRACKING_URI", None)
     with tempfile.TemporaryFile("w+") as log:
         started = time.monotonic()
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,  # a killed benchmark leaves no `dvc repro` training on
+        )  # fmt: skip
         peak = 0
         root = psutil.Process(process.pid)
         while process.poll() is None:

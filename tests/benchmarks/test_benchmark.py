@@ -1,11 +1,14 @@
 """The benchmarks' process measure: wall time, peak memory and the whole output."""
 
+import subprocess
 import sys
 import threading
+import time
 
+import psutil
 import pytest
 
-from benchmarks.benchmark import measure
+from benchmarks.benchmark import ROOT, measure
 
 
 def test_a_command_that_prints_more_than_a_pipe_holds_is_not_stopped_by_it(tmp_path):
@@ -25,3 +28,29 @@ def test_a_command_that_prints_more_than_a_pipe_holds_is_not_stopped_by_it(tmp_p
 def test_a_failed_command_stops_with_the_end_of_its_output(tmp_path):
     with pytest.raises(SystemExit, match="the last words"):
         measure([sys.executable, "-c", "print('the last words'); raise SystemExit(3)"], tmp_path)
+
+
+def test_a_killed_benchmark_leaves_no_command_running(tmp_path):
+    child = tmp_path / "child.pid"
+    command = f"import os, time; open({str(child)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    script = (
+        "import sys; from pathlib import Path; from benchmarks.benchmark import measure; "
+        f"measure([sys.executable, '-c', {command!r}], Path({str(tmp_path)!r}))"
+    )
+    benchmark = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not (child.is_file() and child.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    benchmark.kill()  # SIGKILL: no handler of its own can run
+    benchmark.wait()
+    pid, deadline = int(child.read_text()), time.monotonic() + 10
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(pid), "the command outlived its killed benchmark"
+
+
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
