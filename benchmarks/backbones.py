@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.benchmark import ROOT
+from benchmarks.quality import mean_cell
 from src.finetune.files import write_json
 
 LITE = ("efficientnetlite0", "efficientnetlite1", "efficientnetlite2")
@@ -119,11 +120,6 @@ def by_backbone(table: dict[str, Any], recipe: str) -> dict[str, dict[str, Any]]
     return rows
 
 
-def _mean(result: dict[str, Any], key: str) -> str:
-    spread = f" ± {result[f'{key}_std']:.3f}" if result["seeds"] > 1 else ""
-    return f"{result[key]:.3f}{spread}"
-
-
 def markdown(quality: dict[str, Any], measured: dict[str, Any], dataset: str, recipe: str) -> str:
     """Per backbone: the recipe's accuracy (validation, then test) and time per run from
     ``quality`` (reports/quality.json), beside its size and int8 latency from ``measured``
@@ -142,8 +138,8 @@ def markdown(quality: dict[str, Any], measured: dict[str, Any], dataset: str, re
         result, export = trained.get(name), exported.get(name)
         cells = ["n/a"] * 5
         if result:
-            cells = [str(result["seeds"]), _mean(result, "finetuned_val_accuracy"),
-                     _mean(result, "finetuned_accuracy"), _mean(result, "finetuned_accuracy_tta"),
+            accuracies = ("finetuned_val_accuracy", "finetuned_accuracy", "finetuned_accuracy_tta")
+            cells = [str(result["seeds"]), *(mean_cell(result, key) for key in accuracies),
                      f"{result['wall_s'] / 60:.1f} min"]  # fmt: skip
         cells += ["n/a"] * 4
         if export:

@@ -275,7 +275,7 @@ def plot(results: dict[str, Any], path: Path, recipe: str) -> None:
     figure.savefig(path, dpi=110)
 
 
-def _cell(result: dict[str, Any], key: str) -> str:
+def mean_cell(result: dict[str, Any], key: str) -> str:
     if key not in result:
         return "n/a"
     if result["seeds"] == 1:  # no spread to show: one seed is not a standard deviation of 0
@@ -307,8 +307,8 @@ def markdown(results: dict[str, Any]) -> str:
             ablation = row.startswith("course+")
             tested = ("baseline_accuracy", "finetuned_accuracy", "finetuned_accuracy_tta",
                       "classical_accuracy")  # fmt: skip
-            cells = [str(result["seeds"]), _cell(result, "finetuned_val_accuracy")]
-            cells += [NOT_SHOWN if ablation else _cell(result, key) for key in tested]
+            cells = [str(result["seeds"]), mean_cell(result, "finetuned_val_accuracy")]
+            cells += [NOT_SHOWN if ablation else mean_cell(result, key) for key in tested]
             beats = sum(r.get("gain_over_classical_ci_low", 0) > 0 for r in result["runs"])
             cells.append(NOT_SHOWN if ablation else f"{beats} of {len(result['runs'])} runs")
             mark = f"**{row}**" if row == best else row
