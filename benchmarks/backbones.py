@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.benchmark import ROOT
-from benchmarks.quality import mean_cell
+from benchmarks.quality import mean_cell, recipe_row
 from src.finetune.files import write_json
 
 LITE = ("efficientnetlite0", "efficientnetlite1", "efficientnetlite2")
@@ -115,7 +115,7 @@ def by_backbone(table: dict[str, Any], recipe: str) -> dict[str, dict[str, Any]]
     by the backbone they trained."""
     rows = {}
     for row, result in table.items():
-        if row.removeprefix("recipe:").partition("@")[0] == recipe and row.startswith("recipe:"):
+        if (parsed := recipe_row(row)) and parsed[0] == recipe:
             rows[result["params"]["model.backbone"]] = result
     return rows
 

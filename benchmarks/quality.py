@@ -113,6 +113,15 @@ KEYS = (
 )
 
 
+def recipe_row(row: str) -> tuple[str, str] | None:
+    """A ``recipe:<name>[@<backbone>]`` row's recipe name and backbone ("" where the row keeps
+    the recipe's own); None for the rows that are not a recipe."""
+    if not row.startswith("recipe:"):
+        return None
+    name, _, backbone = row.removeprefix("recipe:").partition("@")
+    return name, backbone
+
+
 def row_params(row: str, dataset: str) -> dict[str, Any]:
     """A row's params on top of params.yaml: the course recipe, one change, from scratch, or
     a recipe (on another backbone after ``@``)."""
@@ -123,8 +132,8 @@ def row_params(row: str, dataset: str) -> dict[str, Any]:
         return base | SCRATCH
     if row.startswith("course+"):
         return base | CHANGES[row.removeprefix("course+")]
-    if row.startswith("recipe:"):
-        name, _, backbone = row.removeprefix("recipe:").partition("@")
+    if parsed := recipe_row(row):
+        name, backbone = parsed
         recipe = load_recipe(name, ROOT)
         return base | recipe | ({"model.backbone": backbone} if backbone else {})
     raise SystemExit(f"error: bench-quality: unknown row {row!r}; see --help")
@@ -225,8 +234,11 @@ def curve_points(results: dict[str, Any], recipe: str) -> dict[str, list[tuple[i
         table = results["datasets"].get(name)
         if not table:
             continue
-        variants = {row: result for row, result in table.items()
-                    if row.startswith(f"recipe:{recipe}") and "@" not in row}  # fmt: skip
+        variants = {
+            row: result
+            for row, result in table.items()
+            if (parsed := recipe_row(row)) and parsed[0].startswith(recipe) and not parsed[1]
+        }
         rows = {
             REFERENCE: max(table, key=lambda row: table[row]["seeds"]),
             "from scratch": "scratch",

@@ -6,6 +6,7 @@ from benchmarks.quality import (
     chosen,
     curve_points,
     markdown,
+    recipe_row,
     row_params,
     summary,
     with_run,
@@ -52,6 +53,16 @@ def test_scratch_trains_every_layer_and_batchnorm_from_random_weights():
     assert params["model.weights"] == "none" and params["phase2.unfreeze_last"] == 1.0
     assert params["phase2.train_batchnorm"] is True
     assert row_params("course+batchnorm", "digits")["evaluate.tta_flip"] is False
+
+
+def test_a_recipe_row_names_its_recipe_and_may_move_it_to_another_backbone():
+    assert recipe_row("recipe:fashion-full") == ("fashion-full", "")
+    assert recipe_row("recipe:fashion@efficientnetlite2") == ("fashion", "efficientnetlite2")
+    assert recipe_row("course+lr-1e-3") is None and recipe_row("scratch") is None
+    own = row_params("recipe:fashion", "fashion-mnist-1000")
+    moved = row_params("recipe:fashion@efficientnetlite2", "fashion-mnist-1000")
+    assert moved == own | {"model.backbone": "efficientnetlite2"}
+    assert own["model.backbone"] != "efficientnetlite2"
 
 
 def test_a_row_measured_in_two_sittings_keeps_its_seeds_and_a_changed_row_starts_again():
