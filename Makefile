@@ -44,10 +44,10 @@ lr-find: ## Learning-rate range test of phase 2 (ARGS="--phase phase1"): reports
 
 JOBS ?= 2
 test: ## The whole test suite, end-to-end tests included, JOBS=2 test files at a time
-	"$(PYTHON)" -m pytest -n $(JOBS) --dist loadfile --durations=10
+	"$(PYTHON)" -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder --durations=10
 
 test-fast: ## Unit and stage tests only
-	"$(PYTHON)" -m pytest -n $(JOBS) --dist loadfile -m "not e2e" --durations=10
+	"$(PYTHON)" -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder -m "not e2e" --durations=10
 
 lint: ## ruff lint and format check
 	"$(BIN)/ruff" check .

@@ -1,6 +1,6 @@
 """Fixtures that build tiny data: a generated archive in the official CIFAR-10 layout, a
 directory where the six stages ran on it (once for all workers), and an empty working
-directory."""
+directory; and the order in which the test files are handed to the workers."""
 
 from __future__ import annotations
 
@@ -19,6 +19,32 @@ from tests.support.params import (
     write_params,
 )
 from workbench.archives import write_archive
+
+# The files that take minutes, slowest first (as `make test`'s slowest ten show them). They go
+# first so that no worker starts one near the end while the other has nothing left: with
+# --no-loadscope-reorder (the Makefile's) pytest-xdist hands out the files in this order,
+# where by default it orders them by how many tests they hold, which put these last.
+SLOWEST_FIRST = (
+    "tests/e2e/test_first_hour_e2e.py",
+    "tests/e2e/test_tune_e2e.py",
+    "tests/e2e/test_team_e2e.py",
+    "tests/e2e/test_e2e.py",
+    "tests/e2e/test_resume_e2e.py",
+    "tests/e2e/test_learning_e2e.py",
+    "tests/e2e/test_signals_e2e.py",
+    "tests/e2e/test_tracking_server.py",
+    "tests/e2e/test_cluster_e2e.py",
+    "tests/tools/test_ui.py",
+    "tests/finetune/training/test_devices.py",
+    "tests/stages/test_faults.py",
+    "tests/stages/test_bad_input.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first, the others in the order pytest collected them."""
+    rank = {path: position for position, path in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
 @pytest.fixture(scope="session")
