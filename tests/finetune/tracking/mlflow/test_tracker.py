@@ -331,7 +331,10 @@ def test_the_model_card_and_exports_are_attached_to_the_logged_model(workdir, pa
     (output,) = client.get_run(tracker.inner.comparison_run_id).outputs.model_outputs
     listed = {a.path for a in client.list_logged_model_artifacts(output.model_id)}
     assert {"card.md", "export"} <= listed
-    assert not [r.message for r in caplog.records if r.levelname == "WARNING"]
+    # TensorFlow's own retracing notice depends on how many models this worker predicted
+    # with before (the order of the tests), not on the tracker: every other warning counts.
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and r.name != "tensorflow"]
+    assert not [r.message for r in warnings]
 
 
 def test_with_log_models_false_the_tracker_logs_no_model(workdir, params):
