@@ -59,7 +59,7 @@ def measure(command: list[str], cwd: Path, keep_output: bool = False) -> dict:
         )  # fmt: skip
         peak = 0
         root = psutil.Process(process.pid)
-        while process.poll() is None:
+        while not (ended := os.wait4(process.pid, os.WNOHANG))[0]:
             try:
                 tree = [root, *root.children(recursive=True)]
                 peak = max(peak, *(p.memory_info().rss for p in tree))
@@ -67,6 +67,11 @@ def measure(command: list[str], cwd: Path, keep_output: bool = False) -> dict:
                 pass
             time.sleep(0.1)
         wall = time.monotonic() - started
+        # The kernel's own peak of the command and the processes it waited for: a command
+        # that ends before the first sample still has one (ru_maxrss is in KiB on Linux).
+        _, status, usage = ended
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        peak = max(peak, usage.ru_maxrss * 1024)
         log.seek(0)
         output = log.read()
     if process.returncode:
