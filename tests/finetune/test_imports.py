@@ -42,3 +42,23 @@ def test_importing_every_module_changes_nothing():
     # matplotlib keeps a sentinel until someone chooses a backend (the old matplotlib.use)
     assert effects.pop("backend") != "agg"
     assert effects == {"env": [], "hooks": [], "level": True}
+
+
+# Every stage is a process that pays for its imports on every run, in every experiment and
+# tuning trial; the stages that neither train nor score import neither TensorFlow nor
+# scikit-learn (about 5 s and 1.5 s on 2 cores).
+LIGHT_STAGES = ("prepare", "report")
+HEAVY = ("tensorflow", "keras", "sklearn")
+
+
+def test_the_stages_that_neither_train_nor_score_import_no_heavy_library():
+    probe = (
+        "import importlib, json, sys\n"
+        f"for name in {LIGHT_STAGES!r}: importlib.import_module('src.stages.' + name)\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

@@ -2,6 +2,9 @@
 calibration, per-class precision and recall, the most confused pairs.
 
 Numbers only (NumPy and scikit-learn), so the report can recompute nothing and read them back.
+scikit-learn is imported where it is used: every stage imports this module (through the
+metrics the trackers log), and only `evaluate` computes these numbers; importing it takes
+about 1.5 s, which `prepare` and `report` need not pay on every run.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 RESAMPLES = 1000  # bootstrap resamples of the test split; the interval moves by ~0.1 point
 CONFIDENCE = 0.95
@@ -53,6 +55,8 @@ def _percentiles(values: np.ndarray) -> Interval:
 
 def macro_f1(labels: np.ndarray, predictions: np.ndarray, classes: int) -> float:
     """The unweighted mean of the classes' F1: a small class counts as much as a large one."""
+    from sklearn.metrics import f1_score  # here, not above: see the module's docstring
+
     present = np.unique(labels)  # a class absent from the test split has no F1 to average
     return float(f1_score(labels, predictions, labels=present, average="macro", zero_division=0))
 
@@ -91,6 +95,8 @@ def class_report(
     labels: np.ndarray, predictions: np.ndarray, class_names: tuple[str, ...]
 ) -> dict[str, dict[str, float | int]]:
     """Per class: precision, recall, F1 and support (test images of the class)."""
+    from sklearn.metrics import precision_recall_fscore_support  # see the module's docstring
+
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predictions, labels=range(len(class_names)), zero_division=0
     )
@@ -110,6 +116,8 @@ def most_confused(
 ) -> list[dict[str, str | int | float]]:
     """The pairs (actual, predicted) the model mixes up most, with the count and its share
     of the actual class's test images; largest first, at most ``top``."""
+    from sklearn.metrics import confusion_matrix  # see the module's docstring
+
     matrix = confusion_matrix(labels, predictions, labels=range(len(class_names)))
     np.fill_diagonal(matrix, 0)
     totals = np.bincount(labels, minlength=len(class_names))

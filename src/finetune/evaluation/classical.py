@@ -11,24 +11,24 @@ stays bounded on any folder. The model and its input were chosen on validation a
 the digits, Fashion-MNIST and a folder of colour photos (docs/quality.md): principal
 components then an RBF-kernel SVM was the strongest for its cost on all three.
 
-TensorFlow-free: scikit-learn, NumPy and Pillow only.
+TensorFlow-free: scikit-learn, NumPy and Pillow only. scikit-learn is imported by the builders,
+not here: the report imports this module for ``describe`` and need not pay its 1.5 s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
-from sklearn.base import ClassifierMixin
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.svm import SVC
 
 from src.finetune.data.splits import Split, at_most
+
+if TYPE_CHECKING:
+    from sklearn.base import ClassifierMixin
+    from sklearn.pipeline import Pipeline
 
 SIDE = 24  # pixels a side the images are downscaled to (chosen on validation)
 COMPONENTS = 100  # principal components the SVM works on
@@ -44,16 +44,30 @@ class Kind:
 
 
 def _svc(shape: tuple[int, int]) -> Pipeline:
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import SVC
+
     components = min(COMPONENTS, *shape)  # PCA finds no more than either dimension
     return make_pipeline(PCA(components, random_state=0), SVC(C=10.0, gamma="scale"))
 
 
+def _logistic(_: tuple[int, int]) -> ClassifierMixin:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=500, random_state=0)
+
+
+def _knn(_: tuple[int, int]) -> ClassifierMixin:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier(5)
+
+
 KINDS = {
     "svc": Kind(f"an RBF-kernel SVM (C 10) on {COMPONENTS} principal components of", _svc),
-    "logistic": Kind(
-        "logistic regression on", lambda _: LogisticRegression(max_iter=500, random_state=0)
-    ),
-    "knn": Kind("5 nearest neighbours on", lambda _: KNeighborsClassifier(5)),
+    "logistic": Kind("logistic regression on", _logistic),
+    "knn": Kind("5 nearest neighbours on", _knn),
 }
 
 
