@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from src.finetune.entrypoint import run_stage
+from src.finetune.entrypoint import exit_without_teardown, run_stage
 from src.finetune.params import Params
 from src.finetune.tracking import SafeTracker, track_stage
 
@@ -80,8 +80,11 @@ class Stage:
         return StagePaths(self, {name: args[name.replace("-", "_")] for name in self.files})
 
     def run(self, main: Callable[[], None]) -> None:
-        """Run ``main`` as this stage's process (see ``entrypoint.run_stage``)."""
+        """Run ``main`` as this stage's process (see ``entrypoint.run_stage``); once it has
+        finished, the process ends at once (``entrypoint.exit_without_teardown``). Only the
+        stage's ``__main__`` calls this: tests call ``run_stage`` in their own process."""
         run_stage(self.name, main, resumable=self.resumable)
+        exit_without_teardown(0)
 
     @contextlib.contextmanager
     def tracked(

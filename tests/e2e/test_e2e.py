@@ -172,9 +172,10 @@ def test_the_logged_model_answers_a_real_request(repo, repro, tmp_path):
     try:
         _wait_until_up(f"http://127.0.0.1:{port}/ping", server)
         url = f"http://127.0.0.1:{port}/invocations"
-        status, answer = _ask(url, predict_output(repo, "--request", "data/images/dog"))
+        request = predict_output(repo, "--request", "data/images/dog")
+        status, answer = _ask(url, request)
         assert status == 200, answer
-        images = json.loads(predict_output(repo, "--request", "data/images/dog"))["inputs"]
+        images = json.loads(request)["inputs"]
         refusals = {
             "empty": _ask(url, json.dumps({"inputs": []})),
             "nan": _ask(url, json.dumps({"inputs": [np.full_like(images[0], np.nan).tolist()]})),

@@ -2,12 +2,15 @@ import errno
 import logging
 import os
 import signal
+import subprocess
+import sys
 import warnings
 
 import pytest
 
 from src.finetune.entrypoint import run_stage
 from src.finetune.errors import first_line
+from tests.support.params import ROOT
 
 
 def test_first_line_is_one_short_line_or_the_type():
@@ -97,3 +100,32 @@ def test_a_stop_inside_a_database_call_is_one_line_not_sqlalchemys_traceback(cap
             signal.signal(signum, handler)
         logging.getLogger("sqlalchemy").setLevel(logging.NOTSET)
     assert [r.getMessage() for r in caplog.records] == ["a stage's own error"]
+
+
+# A finished stage's process, with what a normal exit finishes: a thread pool still open, a
+# thread that is not a daemon still writing, an atexit handler, a line not yet flushed.
+FINISHED_STAGE = """
+import atexit, pathlib, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
+from src.finetune.entrypoint import exit_without_teardown
+out = pathlib.Path(sys.argv[1])
+ThreadPoolExecutor(2).submit(print, "pool", flush=True).result()  # its worker waits on
+def late():
+    time.sleep(0.3)
+    (out / "thread").write_text("done")
+threading.Thread(target=late).start()
+atexit.register(lambda: (out / "atexit").write_text("done"))
+sys.stdout.write("last line, unflushed")
+exit_without_teardown(3)
+"""
+
+
+def test_exit_without_teardown_still_finishes_what_a_normal_exit_does(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", FINISHED_STAGE, str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert result.stdout == "pool\nlast line, unflushed"
+    assert (tmp_path / "thread").read_text() == "done"
+    assert (tmp_path / "atexit").read_text() == "done"
