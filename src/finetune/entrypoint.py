@@ -93,7 +93,7 @@ def run_stage(name: str, main: Callable[[], None], resumable: bool = False) -> N
 def exit_without_teardown(code: int = 0) -> NoReturn:
     """End the process as a normal exit would, minus the interpreter's teardown.
 
-    Tearing TensorFlow, Keras and MLflow down module by module takes 1 to 1.7 s on 2 cores
+    Tearing TensorFlow, Keras and MLflow down module by module takes 1 to 2.5 s on 2 cores
     (about 1 s for a stage without TensorFlow), after every output is written; DVC waits
     for it before the next stage starts. What a normal exit does that anything depends on
     still happens, in its order: thread pools are told to stop and the threads that are not
