@@ -20,8 +20,7 @@ from src.finetune.model.network import (
     image_input,
     training_groups,
 )
-from src.finetune.training.batches import batches
-from src.finetune.training.caching import frozen_outputs
+from src.finetune.training.caching import cached_split
 from tests.support.training import fresh_model, tiny_split, unfreeze
 
 # What Keras's own ``preprocess_input`` does to pixels outside the model, for each: nothing
@@ -116,12 +115,12 @@ def test_both_caches_equal_the_uncached_network(model, share):
     split = tiny_split(n=4)
     images = split.images.astype("float32")
     cut = cut_below_trainable(model)
-    cached = frozen_outputs(cut.frozen, batches(split, 4))
+    cached = cached_split(cut, split)  # the frozen part's outputs, shaped as training feeds them
     with head_that_shows(model, features(model, images)):
         # Called, not ``predict``: the same computation, without tracing a graph of a network
-        # of hundreds of layers for four images (``frozen_outputs`` traces the frozen part's).
+        # of hundreds of layers for four images (``cached_split`` traces the frozen part's).
         np.testing.assert_allclose(
-            cut.trainable(cached[0] if len(cached) == 1 else list(cached), training=False),
+            cut.trainable(cached.inputs, training=False),
             model(images, training=False),
             rtol=1e-4,
             atol=1e-5,
