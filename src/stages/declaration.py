@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import NoReturn
 
 from src.finetune.entrypoint import exit_without_teardown, run_stage
 from src.finetune.params import Params
@@ -79,7 +80,7 @@ class Stage:
         args = vars(parser.parse_args(argv))
         return StagePaths(self, {name: args[name.replace("-", "_")] for name in self.files})
 
-    def run(self, main: Callable[[], None]) -> None:
+    def run(self, main: Callable[[], None]) -> NoReturn:
         """Run ``main`` as this stage's process (see ``entrypoint.run_stage``); once it has
         finished, the process ends at once (``entrypoint.exit_without_teardown``). Only the
         stage's ``__main__`` calls this: tests call ``run_stage`` in their own process."""
