@@ -288,11 +288,15 @@ def plot(results: dict[str, Any], path: Path, recipe: str) -> None:
 
 
 def mean_cell(result: dict[str, Any], key: str) -> str:
-    if key not in result:
+    """Mean ± standard deviation over the row's runs, from the runs' own numbers: the row's
+    summary keeps 4 places, and rounding those again to 3 can go the wrong way (0.0185 for
+    a deviation of 0.018502 would show 0.018)."""
+    values = [run[key] for run in result["runs"] if run.get(key) is not None]
+    if not values:
         return "n/a"
-    if result["seeds"] == 1:  # no spread to show: one seed is not a standard deviation of 0
-        return f"{result[key]:.3f}"
-    return f"{result[key]:.3f} ± {result[f'{key}_std']:.3f}"
+    if len(values) == 1:  # no spread to show: one seed is not a standard deviation of 0
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 NOT_SHOWN = "n/s"  # an ablation row's test numbers, not shown (see markdown)
