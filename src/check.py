@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from src.finetune.entrypoint import run_stage
+from src.finetune.entrypoint import run_process
 from src.finetune.params import load_params
 
 NAME = "check"
@@ -31,4 +31,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(NAME, main)
+    run_process(NAME, main)

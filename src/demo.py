@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from src.finetune.entrypoint import run_stage
+from src.finetune.entrypoint import run_process
 from src.finetune.environment import repository_root
 from src.finetune.errors import PipelineError
 from src.finetune.files import atomic_dir
@@ -123,4 +123,4 @@ demo's params and outputs into your workspace (the digits are in {FOLDER}/).""",
 
 
 if __name__ == "__main__":
-    run_stage(NAME, main)
+    run_process(NAME, main)

@@ -20,7 +20,7 @@ import numpy as np
 
 from src.finetune.data.prepared import load_info, load_split
 from src.finetune.data.splits import at_most
-from src.finetune.entrypoint import run_stage
+from src.finetune.entrypoint import run_process
 from src.finetune.environment import rerun
 from src.finetune.errors import PipelineError
 from src.finetune.files import atomic_path, write_json
@@ -110,4 +110,4 @@ def phase_model(params, phase: Phase, info):
 
 
 if __name__ == "__main__":
-    run_stage(NAME, main)
+    run_process(NAME, main)

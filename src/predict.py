@@ -28,7 +28,7 @@ import numpy as np
 from scipy.special import softmax
 
 from src.finetune.data.images import UnreadableImage, files_under, is_image_name, read_image
-from src.finetune.entrypoint import run_stage
+from src.finetune.entrypoint import run_process
 from src.finetune.errors import PipelineError
 from src.finetune.export.runtimes import LoadedModel, Runtime, open_model
 
@@ -169,4 +169,4 @@ def is_probabilities(rows: np.ndarray) -> bool:
 
 
 if __name__ == "__main__":
-    run_stage(NAME, main)
+    run_process(NAME, main)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from src.finetune.entrypoint import run_stage
+from src.finetune.entrypoint import run_process
 from src.finetune.errors import PipelineError
 from src.finetune.params import apply_overrides, check_params, read_yaml
 
@@ -74,4 +74,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("recipes", main)
+    run_process("recipes", main)

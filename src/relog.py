@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from src.finetune.entrypoint import run_stage
+from src.finetune.entrypoint import run_process
 from src.finetune.environment import rerun
 from src.finetune.errors import PipelineError, first_line
 from src.finetune.evaluation.metrics import read_metrics
@@ -162,4 +162,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(NAME, main)
+    run_process(NAME, main)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import optuna
 
-from src.finetune.entrypoint import run_stage
+from src.finetune.entrypoint import run_process
 from src.finetune.environment import repository_root
 from src.finetune.errors import PipelineError
 from src.finetune.params import check_params, read_yaml
@@ -84,4 +84,4 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    run_stage(NAME, main)
+    run_process(NAME, main)

@@ -16,7 +16,7 @@ import shutil
 import socket
 
 from src.finetune import environment
-from src.finetune.entrypoint import run_stage
+from src.finetune.entrypoint import run_process
 from src.finetune.errors import PipelineError
 from src.finetune.tracking.mlflow.store import (
     Store,
@@ -91,4 +91,4 @@ def claim_port(port: int) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(NAME, main)
+    run_process(NAME, main)

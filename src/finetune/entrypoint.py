@@ -10,8 +10,9 @@ traceback, clean stops on signals, and a quiet start.
 - A stage whose ``dvc`` process is gone (killed, or its terminal closed) stops the same way,
   rather than training on unsupervised: DVC does not pass signals on to its stages.
 - TensorFlow's C++ start-up notices are filtered out of stderr (see ``quiet_tensorflow``).
-- A stage that finished ends its process without the interpreter's teardown (see
-  ``exit_without_teardown``): DVC waits for it, at every stage of every run.
+- A stage or a tool that finished ends its process without the interpreter's teardown (see
+  ``run_process`` and ``exit_without_teardown``): DVC waits for it, at every stage of every
+  run, and so does whoever runs the tool (``src.predict`` on one image).
 """
 
 from __future__ import annotations
@@ -88,6 +89,14 @@ def run_stage(name: str, main: Callable[[], None], resumable: bool = False) -> N
             raise
         print(f"error: {name}: {problem}", file=sys.stderr)
         sys.exit(1)
+
+
+def run_process(name: str, main: Callable[[], None], resumable: bool = False) -> NoReturn:
+    """``run_stage`` as the whole life of a stage's or a tool's process: once ``main`` has
+    returned, the process ends at once (``exit_without_teardown``). Only a module's
+    ``__main__`` calls this: tests call ``run_stage`` in their own process."""
+    run_stage(name, main, resumable)
+    exit_without_teardown(0)
 
 
 def exit_without_teardown(code: int = 0) -> NoReturn:

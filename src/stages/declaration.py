@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import NoReturn
 
-from src.finetune.entrypoint import exit_without_teardown, run_stage
+from src.finetune.entrypoint import run_process
 from src.finetune.params import Params
 from src.finetune.tracking import SafeTracker, track_stage
 
@@ -81,11 +81,9 @@ class Stage:
         return StagePaths(self, {name: args[name.replace("-", "_")] for name in self.files})
 
     def run(self, main: Callable[[], None]) -> NoReturn:
-        """Run ``main`` as this stage's process (see ``entrypoint.run_stage``); once it has
-        finished, the process ends at once (``entrypoint.exit_without_teardown``). Only the
+        """Run ``main`` as this stage's process (see ``entrypoint.run_process``). Only the
         stage's ``__main__`` calls this: tests call ``run_stage`` in their own process."""
-        run_stage(self.name, main, resumable=self.resumable)
-        exit_without_teardown(0)
+        run_process(self.name, main, resumable=self.resumable)
 
     @contextlib.contextmanager
     def tracked(
