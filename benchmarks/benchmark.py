@@ -44,10 +44,17 @@ PROJECT = ("src", "benchmarks", "recipes", "dvc.yaml", "params.yaml")
 PHASE2_LR = 1e-3
 
 
-def measure(command: list[str], cwd: Path, keep_output: bool = False) -> dict:
+STAGE_STARTS = "Running stage "  # how `dvc repro` announces each stage
+
+
+def measure(
+    command: list[str], cwd: Path, keep_output: bool = False, progress: bool = False
+) -> dict:
     """Wall time and peak resident memory of the biggest process the command starts (and
     with ``keep_output``, what it printed, as ``output``). The output goes to a file as it
-    comes: a pipe read only at the end would stop an hour's run once it filled."""
+    comes: a pipe read only at the end would stop an hour's run once it filled. With
+    ``progress``, each stage DVC starts is printed as it starts, with the time so far: a
+    run can take an hour."""
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env |= {"DVC_NO_ANALYTICS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -59,12 +66,15 @@ def measure(command: list[str], cwd: Path, keep_output: bool = False) -> dict:
         )  # fmt: skip
         peak = 0
         root = psutil.Process(process.pid)
+        announced = StageAnnouncements(log.fileno(), started) if progress else None
         while not (ended := os.wait4(process.pid, os.WNOHANG))[0]:
             try:
                 tree = [root, *root.children(recursive=True)]
                 peak = max(peak, *(p.memory_info().rss for p in tree))
             except psutil.NoSuchProcess:
                 pass
+            if announced:
+                announced.print_new()
             time.sleep(0.1)
         wall = time.monotonic() - started
         # The kernel's own peak of the command and the processes it waited for: a command
@@ -78,6 +88,24 @@ def measure(command: list[str], cwd: Path, keep_output: bool = False) -> dict:
         raise SystemExit(f"{' '.join(command)} failed:\n{output[-3000:]}")
     kept = {"output": output} if keep_output else {}
     return {"wall_s": round(wall, 1), "peak_rss_mb": round(peak / 2**20), **kept}
+
+
+class StageAnnouncements:
+    """The stage starts a command's output file holds, printed once each as they appear."""
+
+    def __init__(self, fileno: int, started: float) -> None:
+        self.fileno, self.started = fileno, started
+        self.offset, self.pending = 0, b""
+
+    def print_new(self) -> None:
+        chunk = os.pread(self.fileno, 1 << 20, self.offset)
+        self.offset += len(chunk)
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        for line in lines:
+            text = line.decode(errors="replace").strip()
+            if text.startswith(STAGE_STARTS):
+                stage = text.removeprefix(STAGE_STARTS).rstrip(":").strip("'")
+                print(f"  {time.monotonic() - self.started:6.0f} s  {stage}", flush=True)
 
 
 def write_params(workdir: Path, overrides: dict[str, Any]) -> dict:

@@ -23,9 +23,10 @@ Rows (``ROWS``): ``course`` is params.yaml's course recipe on EfficientNet-Lite0
 weights in the course recipe's time; ``recipe:<name>`` is ``recipes/<name>.yaml``, and
 ``recipe:<name>@<backbone>`` the same on another backbone. Writes reports/quality.json (every
 run, every row's mean and standard deviation over the seeds) and reports/figures/quality.png
-(the learning curve: test accuracy against training photos per class). Each run is saved
-as it ends; ``--first-seed`` runs more seeds of a row later, and they join its earlier runs
-while its params stay the same (a row of hour-long runs in several sittings):
+(the learning curve: test accuracy against training photos per class). Each stage of a run
+is printed as it starts, with the time so far, and each run is saved as it ends;
+``--first-seed`` runs more seeds of a row later, and they join its earlier runs while its
+params stay the same (a row of hour-long runs in several sittings):
 
     python -m benchmarks.quality --data fashion-mnist-full --rows recipe:fashion-full --seeds 1
     python -m benchmarks.quality --data fashion-mnist-full --rows recipe:fashion-full \\
@@ -177,7 +178,7 @@ def kept_val_accuracy(workdir: Path, phase: str) -> float:
 def run_row(workdir: Path, params: dict[str, Any], seed: int) -> dict[str, Any]:
     write_params(workdir, params | {"seed": seed})
     started = time.monotonic()
-    measured = measure(["dvc", "repro", "--force"], workdir)
+    measured = measure(["dvc", "repro", "--force"], workdir, progress=True)
     wall = round(time.monotonic() - started, 1)
     metrics = json.loads((workdir / "reports/metrics.json").read_text())
     val = {"baseline_val_accuracy": kept_val_accuracy(workdir, "phase1")}

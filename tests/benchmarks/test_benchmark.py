@@ -60,3 +60,22 @@ def test_a_command_that_ends_before_the_first_sample_still_has_its_peak_memory(t
     """`true` ends within a millisecond, before the loop samples it: the kernel's peak counts."""
     measured = [measure(["true"], tmp_path) for _ in range(5)]
     assert all(m["peak_rss_mb"] > 0 for m in measured), measured
+
+
+def test_with_progress_each_stage_dvc_starts_is_printed_once_as_it_starts(tmp_path, capsys):
+    """A stage announced across two writes (half a line, then the rest) is printed once,
+    when its line is whole; the command's other lines are not."""
+    command = (
+        "import sys, time\n"
+        "print(\"Running stage 'prepare':\", flush=True)\n"
+        "print('Epoch 1/5', flush=True); time.sleep(0.4)\n"
+        'sys.stdout.write("Running stage \'phase1"); sys.stdout.flush(); time.sleep(0.4)\n'
+        'print("_extract\':", flush=True); time.sleep(0.4)\n'
+    )
+    measured = measure([sys.executable, "-c", command], tmp_path, keep_output=True, progress=True)
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[-1] for line in printed] == ["prepare", "phase1_extract"]
+    assert all(line.split()[1] == "s" for line in printed)
+    assert "Epoch 1/5" in measured["output"]
+    measure([sys.executable, "-c", command], tmp_path)
+    assert capsys.readouterr().out == "", "without progress, nothing is printed"
