@@ -22,9 +22,9 @@ Rows (``ROWS``): ``course`` is params.yaml's course recipe on EfficientNet-Lite0
 ``course+<change>`` row changes one thing of it; ``scratch`` trains every layer from random
 weights for the course recipe's phase-2 epochs (more time than the course recipe, not less);
 ``recipe:<name>`` is ``recipes/<name>.yaml``, and ``recipe:<name>@<backbone>`` the same on
-another backbone. Writes reports/quality.json (every
-run, every row's mean and standard deviation over the seeds) and reports/figures/quality.png
-(the learning curve: test accuracy against training photos per class). Each stage of a run
+another backbone. Writes reports/quality.json (every run, every row's mean and standard
+deviation over the seeds) and reports/figures/quality.png (the learning curve: test accuracy
+against training photos per class). Each stage of a run
 is printed as it starts, with the time so far, and each run is saved as it ends;
 ``--first-seed`` runs more seeds of a row later, and they join its earlier runs while its
 params stay the same (a row of hour-long runs in several sittings):
