@@ -42,8 +42,10 @@ tune: check ## An Optuna search over tune.yaml, each trial a DVC experiment (ARG
 lr-find: ## Learning-rate range test of phase 2 (ARGS="--phase phase1"): reports/lr_find/
 	$(RUN) -m src.lr_find $(ARGS)
 
-JOBS ?= 2
-test: ## The whole test suite, end-to-end tests included, JOBS=2 test files at a time
+# Test files run JOBS at a time, each worker's TensorFlow on its share of the cores
+# (tests/conftest.py): on 2 cores three workers of one thread each were the fastest measured.
+JOBS ?= 3
+test: ## The whole test suite, end-to-end tests included, JOBS=3 test files at a time
 	"$(PYTHON)" -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder --durations=10
 
 test-fast: ## Unit and stage tests only

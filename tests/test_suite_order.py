@@ -1,9 +1,13 @@
 """The workers get the slowest test files first: every end-to-end file is among them, each
-listed file exists, and the collection puts them ahead of the others, in their order."""
+listed file exists, and the collection puts them ahead of the others, in their order. Each
+worker's TensorFlow gets its share of the cores."""
 
+import os
 from types import SimpleNamespace
 
-from tests.conftest import SLOWEST_FIRST, pytest_collection_modifyitems
+import pytest
+
+from tests.conftest import SLOWEST_FIRST, pytest_collection_modifyitems, pytest_configure
 from tests.support.params import ROOT
 
 
@@ -27,3 +31,30 @@ def test_the_slowest_files_come_first_in_their_order_and_the_others_keep_theirs(
     assert [item.nodeid.rsplit("::", 1)[1] for item in items] == [
         "test_d", "test_b", "test_f", "test_a", "test_c[1]", "test_e",
     ]  # fmt: skip
+
+
+THREADS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "threads"),
+    [(2, 3, "1"), (2, 2, "1"), (16, 4, "4"), (8, None, "8"), (1, None, "1")],
+)
+def test_each_worker_gets_its_share_of_the_cores(monkeypatch, cores, workers, threads):
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    for name in THREADS:
+        monkeypatch.delenv(name, raising=False)
+    pytest_configure(SimpleNamespace(option=SimpleNamespace(numprocesses=workers)))
+    assert [os.environ[name] for name in THREADS] == [threads, threads]
+
+
+def test_a_thread_count_the_user_set_wins(monkeypatch):
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "6")
+    monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
+    pytest_configure(SimpleNamespace(option=SimpleNamespace(numprocesses=3)))
+    assert os.environ["TF_NUM_INTRAOP_THREADS"] == "6"
+    assert os.environ["TF_NUM_INTEROP_THREADS"] == str(max(1, (os.cpu_count() or 1) // 3))
+
+
+def test_this_worker_and_what_it_starts_run_with_a_thread_count():
+    assert all(os.environ.get(name, "").isdigit() for name in THREADS)
