@@ -20,7 +20,7 @@ NAMES = ("cat", "dog", "fox")
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    model = build_model(BACKBONES["efficientnetlite0"], None, 0.2, 32, (32, 32, 3), 3)
+    model = build_model(BACKBONES["tinynet"], None, 0.2, 32, (32, 32, 3), 3)
     path = tmp_path_factory.mktemp("checkpoint") / "phase2.keras"
     write_checkpoint(model, path, NAMES)
     return model, path
@@ -38,11 +38,11 @@ def test_the_archive_holds_the_names_and_still_loads_exactly(checkpoint):
 
 def test_a_checkpoint_for_other_classes_is_refused(checkpoint):
     model, path = checkpoint
-    check_checkpoint(model, path, "efficientnetlite0", (32, 32, 3), NAMES)
+    check_checkpoint(model, path, "tinynet", (32, 32, 3), NAMES)
     other = ("ant", "bee", "fly")
     with pytest.raises(PipelineError, match="was trained on the classes cat, dog, fox, not on "
                        "the classes ant, bee, fly prepared here"):  # fmt: skip
-        check_checkpoint(model, path, "efficientnetlite0", (32, 32, 3), other)
+        check_checkpoint(model, path, "tinynet", (32, 32, 3), other)
 
 
 def test_a_checkpoint_without_names_is_refused(checkpoint, tmp_path):
@@ -51,7 +51,7 @@ def test_a_checkpoint_without_names_is_refused(checkpoint, tmp_path):
     model.save(old)
     loaded = load_checkpoint(old, made_by="phase1_extract")
     with pytest.raises(PipelineError, match="holds no class names"):
-        check_checkpoint(loaded, old, "efficientnetlite0", (32, 32, 3), NAMES)
+        check_checkpoint(loaded, old, "tinynet", (32, 32, 3), NAMES)
 
 
 def test_sidecars_sit_beside_a_file_and_inside_a_folder(tmp_path):
