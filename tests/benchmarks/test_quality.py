@@ -56,6 +56,12 @@ def test_scratch_trains_every_layer_and_batchnorm_from_random_weights():
     assert row_params("course+batchnorm", "digits")["evaluate.tta_flip"] is False
 
 
+def test_scratch_on_the_full_set_trains_for_the_course_recipes_time_not_its_epochs():
+    assert "phase2.epochs" not in row_params("scratch", "fashion-mnist-1000")
+    assert "phase2.epochs" not in row_params("course", "fashion-mnist-full")
+    assert row_params("scratch", "fashion-mnist-full")["phase2.epochs"] == 4
+
+
 def test_a_recipe_row_names_its_recipe_and_may_move_it_to_another_backbone():
     assert recipe_row("recipe:fashion-full") == ("fashion-full", "")
     assert recipe_row("recipe:fashion@efficientnetlite2") == ("fashion", "efficientnetlite2")
