@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from src.finetune.environment import share_of_cores
 from tests.support.commands import STAGE_ENV, stage_args
 from tests.support.params import (
     TINY_TEST,
@@ -50,9 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     with one thread each and 286 s with three workers of one thread (the Makefile's JOBS).
     A value the user set wins. Set here, before xdist starts its workers, so they inherit it."""
     workers = getattr(config.option, "numprocesses", None) or 1
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
-    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        os.environ.setdefault(name, threads)
+    os.environ.update(share_of_cores(workers))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

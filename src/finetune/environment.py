@@ -24,6 +24,8 @@ STUDY_RUN = "FINETUNE_STUDY_RUN"
 # holding the epoch it stopped after.
 PRUNED_AT = "pruned_at_epoch"
 STOPPED_BECAUSE = "stopped_because"  # why the stage stopped a trial early, in words
+# TensorFlow's two thread pools, each sized by default to every core of the machine.
+TENSORFLOW_THREADS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
 PR_SET_PDEATHSIG = 1
@@ -115,6 +117,17 @@ def is_alive(identity: str) -> bool:
         return int(psutil.Process(int(pid)).create_time()) == int(started)
     except (psutil.NoSuchProcess, ValueError):
         return False
+
+
+def share_of_cores(processes: int) -> dict[str, str]:
+    """TensorFlow's thread counts for one of ``processes`` processes training side by side
+    on this machine: its cores divided among them, at least one each, less the counts the
+    user set (theirs win). By default each TensorFlow sizes its pools to every core, and side
+    by side their threads spin for the cores the others hold (measured on the test suite:
+    tests/conftest.py). For the children's environment: a process's own pools are sized
+    when TensorFlow starts."""
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, processes)))
+    return {name: threads for name in TENSORFLOW_THREADS if name not in os.environ}
 
 
 def die_with_parent() -> None:

@@ -22,7 +22,13 @@ import optuna
 from filelock import FileLock
 from optuna.trial import FrozenTrial, TrialState
 
-from src.finetune.environment import PRUNED_AT, STOPPED_BECAUSE, StudyTrial, die_with_parent
+from src.finetune.environment import (
+    PRUNED_AT,
+    STOPPED_BECAUSE,
+    StudyTrial,
+    die_with_parent,
+    share_of_cores,
+)
 from src.finetune.errors import PipelineError, first_line
 from src.finetune.experiments import git
 from src.finetune.params import Params
@@ -77,10 +83,12 @@ class Study:
 
 def run_workers(space: Path, jobs: int, trials: int, study: str, storage: str) -> None:
     """``jobs`` workers, each a process of the tool (``python -m src.tune --worker``) running
-    trials one at a time in its own workspace, as on many machines; stopped together."""
+    trials one at a time in its own workspace, as on many machines; stopped together. Each
+    trial's TensorFlow gets its worker's share of the cores."""
     command = [sys.executable, "-m", "src.tune", "--space", str(space), "--trials"]
     command += [str(trials), "--study", study, "--storage", storage, "--worker"]
-    workers = [subprocess.Popen(command, preexec_fn=die_with_parent) for _ in range(jobs)]
+    env = os.environ | share_of_cores(jobs)
+    workers = [subprocess.Popen(command, env=env, preexec_fn=die_with_parent) for _ in range(jobs)]
     try:
         codes = [worker.wait() for worker in workers]
     finally:

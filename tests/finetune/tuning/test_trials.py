@@ -1,10 +1,13 @@
 """A study's trials: where a trial's value comes from, and what a failed one says."""
 
 import json
+import os
 
 import pytest
 
+from src.finetune.environment import TENSORFLOW_THREADS
 from src.finetune.training.history import HISTORY_COLUMNS
+from src.finetune.tuning import trials
 from src.finetune.tuning.trials import (
     LAST_PHASE_HISTORY,
     LAST_PHASE_SUMMARY,
@@ -48,3 +51,27 @@ def test_a_failed_trial_gives_the_stages_own_error_line(tmp_path):
         "phase2.lr and run again"
     )
     assert stage_error(tmp_path / "absent.log") is None
+
+
+def test_each_tuning_worker_gives_its_trials_a_share_of_the_cores(monkeypatch, tmp_path):
+    started = []
+
+    class Worker:
+        def __init__(self, command, env, preexec_fn):
+            started.append((command, env))
+
+        def wait(self, timeout=None):
+            return 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(trials.subprocess, "Popen", Worker)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    for name in TENSORFLOW_THREADS:
+        monkeypatch.delenv(name, raising=False)
+    trials.run_workers(tmp_path / "tune.yaml", jobs=2, trials=6, study="s", storage="sqlite://")
+    assert len(started) == 2
+    for command, env in started:
+        assert command[-1] == "--worker"
+        assert [env[name] for name in TENSORFLOW_THREADS] == ["2", "2"]
