@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from src.finetune.environment import TENSORFLOW_THREADS
 from tests.conftest import SLOWEST_FIRST, pytest_collection_modifyitems, pytest_configure
 from tests.support.params import ROOT
 
@@ -33,19 +34,16 @@ def test_the_slowest_files_come_first_in_their_order_and_the_others_keep_theirs(
     ]  # fmt: skip
 
 
-THREADS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
-
-
 @pytest.mark.parametrize(
     ("cores", "workers", "threads"),
     [(2, 3, "1"), (2, 2, "1"), (16, 4, "4"), (8, None, "8"), (1, None, "1")],
 )
 def test_each_worker_gets_its_share_of_the_cores(monkeypatch, cores, workers, threads):
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
-    for name in THREADS:
+    for name in TENSORFLOW_THREADS:
         monkeypatch.delenv(name, raising=False)
     pytest_configure(SimpleNamespace(option=SimpleNamespace(numprocesses=workers)))
-    assert [os.environ[name] for name in THREADS] == [threads, threads]
+    assert [os.environ[name] for name in TENSORFLOW_THREADS] == [threads, threads]
 
 
 def test_a_thread_count_the_user_set_wins(monkeypatch):
@@ -58,4 +56,4 @@ def test_a_thread_count_the_user_set_wins(monkeypatch):
 
 
 def test_this_worker_and_what_it_starts_run_with_a_thread_count():
-    assert all(os.environ.get(name, "").isdigit() for name in THREADS)
+    assert all(os.environ.get(name, "").isdigit() for name in TENSORFLOW_THREADS)
