@@ -124,14 +124,48 @@ def exit_without_teardown(code: int = 0) -> NoReturn:
 STOP_NOISE_LOGGERS = ("sqlalchemy",)
 
 
+class _HeldStops:
+    """The main thread's ``stops_held`` blocks: how deep, and the stop that waits for them."""
+
+    depth = 0
+    waiting: signal.Signals | None = None
+
+
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """A stop signal that arrives inside the block ends the stage at the block's end.
+
+    For calls that must not be cut in half: a tracking store's transaction. Stopped inside
+    one, SQLite keeps the cut connection's write lock, and marking the runs KILLED then waits
+    for that lock for ever: the stage lives on after a `docker stop`. A second stop inside
+    the block does not wait. Only the main thread, where signal handlers run, holds stops.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _HeldStops.depth += 1
+    try:
+        yield
+    finally:
+        _HeldStops.depth -= 1
+        if _HeldStops.depth == 0 and _HeldStops.waiting is not None:
+            signum, _HeldStops.waiting = _HeldStops.waiting, None
+            raise Interrupted(f"stopped by {signum.name}")  # the stop outranks an error
+
+
 def stop_on_signals() -> None:
     """SIGTERM, SIGINT and SIGHUP (a closed terminal) raise ``Interrupted`` in the main
-    thread, so cleanup runs. The stop's one line is what the user gets: what it breaks inside
-    a library on the way out (``STOP_NOISE_LOGGERS``) is not logged."""
+    thread, so cleanup runs; inside ``stops_held``, at the end of the block. The stop's one
+    line is what the user gets: what it breaks inside a library on the way out
+    (``STOP_NOISE_LOGGERS``) is not logged."""
 
     def interrupt(signum: int, frame: object) -> None:
         for name in STOP_NOISE_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        if _HeldStops.depth and _HeldStops.waiting is None:
+            _HeldStops.waiting = signal.Signals(signum)
+            return
+        _HeldStops.waiting = None
         raise Interrupted(f"stopped by {signal.Signals(signum).name}")
 
     for signum in STOP_SIGNALS:

@@ -61,8 +61,11 @@ def repro_stopped(repo: Path, stop: str) -> tuple[str, int, float]:
         dvc.send_signal(signal.SIGTERM)
     else:
         stage.send_signal(signal.SIGTERM)
-    gone, _ = psutil.wait_procs([stage], timeout=120)
-    assert gone, f"phase1_extract still runs 120 s after {stop}"
+    _, alive = psutil.wait_procs([stage], timeout=120)
+    if alive:  # what the stage said before it hung, not only that it did
+        stage.kill()
+        output, _ = dvc.communicate(timeout=120)
+        pytest.fail(f"phase1_extract still ran 120 s after {stop}:\n{output[-3000:]}")
     seconds = time.monotonic() - stopped_at
     output, _ = dvc.communicate(timeout=120)
     assert dvc.returncode != 0, output

@@ -80,26 +80,69 @@ def test_litert_notices_written_by_native_code_are_filtered_and_the_rest_passes(
     assert capfd.readouterr().err == "E0000 a real error from C++\n"
 
 
-def test_a_stop_inside_a_database_call_is_one_line_not_sqlalchemys_traceback(caplog):
+@pytest.fixture
+def stopping():
+    """``stop_on_signals`` installed for the test, the previous handlers back after it."""
+    from src.finetune.entrypoint import STOP_SIGNALS, stop_on_signals
+
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    stop_on_signals()
+    yield
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+    logging.getLogger("sqlalchemy").setLevel(logging.NOTSET)
+
+
+def test_a_stop_inside_a_database_call_is_one_line_not_sqlalchemys_traceback(stopping, caplog):
     """SIGTERM landing in MLflow's SQLAlchemy fetch made closing the cursor fail, logged as
     an ERROR with a traceback beside the stop's one line."""
-    from src.finetune.entrypoint import Interrupted, stop_on_signals
+    from src.finetune.entrypoint import Interrupted
 
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT,
-                                                                signal.SIGHUP)}  # fmt: skip
     pool = logging.getLogger("sqlalchemy.pool.impl.QueuePool")  # where SQLAlchemy logs it
-    try:
-        stop_on_signals()
-        with pytest.raises(Interrupted, match="stopped by SIGTERM"):
-            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
-        with caplog.at_level(logging.DEBUG):
-            pool.error("Error closing cursor", exc_info=ValueError("cursor in use"))
-            logging.getLogger("src.finetune").error("a stage's own error")
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-        logging.getLogger("sqlalchemy").setLevel(logging.NOTSET)
+    with pytest.raises(Interrupted, match="stopped by SIGTERM"):
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+    with caplog.at_level(logging.DEBUG):
+        pool.error("Error closing cursor", exc_info=ValueError("cursor in use"))
+        logging.getLogger("src.finetune").error("a stage's own error")
     assert [r.getMessage() for r in caplog.records] == ["a stage's own error"]
+
+
+def test_a_stop_inside_a_held_block_ends_it_at_its_end(stopping):
+    from src.finetune.entrypoint import Interrupted, stops_held
+
+    done = []
+    with pytest.raises(Interrupted, match="stopped by SIGTERM"), stops_held():
+        with stops_held():  # nested: the outer block's end is the one that counts
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("inner")
+        done.append("outer")
+    assert done == ["inner", "outer"]
+    with pytest.raises(Interrupted, match="stopped by SIGINT"):  # nothing held any more
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_second_stop_inside_a_held_block_does_not_wait(stopping):
+    from src.finetune.entrypoint import Interrupted, stops_held
+
+    done = []
+    with pytest.raises(Interrupted, match="stopped by SIGINT"), stops_held():
+        os.kill(os.getpid(), signal.SIGTERM)
+        done.append("after the first")
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("after the second")
+    assert done == ["after the first"]
+    with stops_held():  # the stop was taken: a later block ends as it would
+        done.append("later")
+    assert done == ["after the first", "later"]
+
+
+def test_a_stop_held_while_the_block_fails_outranks_the_error(stopping):
+    from src.finetune.entrypoint import Interrupted, stops_held
+
+    with pytest.raises(Interrupted) as stopped, stops_held():
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise ValueError("the store refused the call")
+    assert isinstance(stopped.value.__context__, ValueError)
 
 
 # A finished stage's process, with what a normal exit finishes: a thread pool still open, a

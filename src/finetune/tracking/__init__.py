@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from src.finetune.entrypoint import stops_held
 from src.finetune.errors import Pruned
 from src.finetune.params import Params
 from src.finetune.tracking.base import SafeTracker, Status, Tracker
@@ -89,16 +90,19 @@ def track_stage(
     RUNNING. Not ``enabled`` (a worker other than the chief): nothing is logged.
     """
     opener = backend(params).stage if enabled else _none().stage
-    tracker = SafeTracker(opener(stage, params, logged_params))
+    tracker: SafeTracker | None = None
     status = Status.FAILED
     try:
+        with stops_held():  # a stop while the runs are being created comes once they are
+            tracker = SafeTracker(opener(stage, params, logged_params))
         yield tracker
         status = Status.FINISHED
     except (KeyboardInterrupt, Pruned):  # stopped on purpose, not failed
         status = Status.KILLED
         raise
     finally:
-        tracker.close(status)
+        if tracker is not None:
+            tracker.close(status)
 
 
 __all__ = [

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from src.finetune.entrypoint import stops_held
 from src.finetune.errors import first_line
 from src.finetune.evaluation.metrics import Metrics
 
@@ -102,7 +103,8 @@ class SafeTracker(Tracker):
 
     A tracker out of reach (``Tracker.unreachable``) is switched off, said once, and the
     outputs can be logged later with the relog tool; any other failure is said and skipped.
-    ``close`` is tried even then: the store may well be back.
+    ``close`` is tried even then: the store may well be back. A stop signal waits for the
+    call under way to end (``entrypoint.stops_held``), so no store is left mid-transaction.
     """
 
     def __init__(self, inner: Tracker) -> None:
@@ -114,7 +116,8 @@ class SafeTracker(Tracker):
         if self.offline:
             return
         try:
-            getattr(self.inner, method)(*args, **kwargs)
+            with stops_held():
+                getattr(self.inner, method)(*args, **kwargs)
         except Exception as error:  # logging must never stop the training
             if not self.inner.unreachable(error):
                 what = method.strip("_").replace("_", " ")
@@ -167,6 +170,7 @@ class SafeTracker(Tracker):
 
     def close(self, status: Status) -> None:
         try:
-            self.inner.close(status)
+            with stops_held():
+                self.inner.close(status)
         except Exception as error:  # the stage's own outcome matters more than its runs'
             log.warning("%s: the runs could not be closed (%s)", self.name, first_line(error))

@@ -1,7 +1,10 @@
 """MLflow as the tracker: one comparison run per execution with a run per stage nested in
 it, lineage, logged models, and every failure a warning or one line."""
 
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 from mlflow.exceptions import MlflowException
@@ -26,7 +29,7 @@ from src.finetune.tracking.mlflow.runs import (
 from src.finetune.tracking.mlflow.series import fill_missing_steps
 from src.finetune.tracking.mlflow.store import check_server, tracking_uri
 from src.finetune.tracking.mlflow.tracker import MlflowTracker
-from tests.support.params import project_params
+from tests.support.params import ROOT, project_params
 from tests.support.results import METRICS
 from tests.support.training import frame
 
@@ -350,3 +353,53 @@ def test_with_log_models_false_the_tracker_logs_no_model(workdir, params):
     client = MlflowClient(tracking_uri())
     assert client.get_run(tracker.inner.comparison_run_id).outputs.model_outputs == []
     assert not tracker.offline
+
+
+# A stage stopped while MLflow writes an epoch's metrics to its SQLite store, as a
+# `docker stop` lands: the statement is about to run when SIGTERM comes.
+STOPPED_WHILE_LOGGING = """
+import os, signal, sqlalchemy
+from mlflow.tracking import MlflowClient
+from src.finetune.entrypoint import Interrupted, stop_on_signals
+from src.finetune.tracking import track_stage
+from src.finetune.tracking.mlflow.store import tracking_uri
+from tests.support.params import project_params
+
+@sqlalchemy.event.listens_for(sqlalchemy.engine.Engine, "before_cursor_execute")
+def stop(connection, cursor, statement, *args):
+    if statement.startswith("INSERT INTO metrics"):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+stop_on_signals()
+try:
+    with track_stage("phase1_extract", project_params(), ()) as tracker:
+        tracker.log_epoch(1, {"val_accuracy": 0.5})
+        print("went on after the stop")
+except Interrupted as stopped:
+    print(stopped)
+sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", stop)
+client = MlflowClient(tracking_uri())
+for run_id in (tracker.inner.run_id, tracker.inner.comparison_run_id):
+    run = client.get_run(run_id)
+    print(run.info.status, run.data.metrics)
+"""
+
+
+def test_a_stop_inside_a_store_write_ends_the_call_then_marks_the_runs_killed(workdir):
+    """Stopped inside the write, SQLite kept the cut connection's lock and marking the runs
+    KILLED waited for it for ever: the stage lived on after `docker stop`."""
+    result = subprocess.run(
+        [sys.executable, "-c", STOPPED_WHILE_LOGGING],
+        cwd=workdir,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == [
+        "stopped by SIGTERM",
+        "KILLED {'val_accuracy': 0.5}",  # the stage's run: the epoch was logged whole
+        "KILLED {}",
+    ], result.stderr[-3000:]
