@@ -5,11 +5,9 @@ directory; and the order in which the test files are handed to the workers."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
 from src.finetune.environment import share_of_cores
 from tests.support.commands import STAGE_ENV, stage_args
@@ -20,16 +18,21 @@ from tests.support.params import (
     tiny_overrides,
     write_params,
 )
+from tests.support.shared import built_once
 from workbench.archives import write_archive
 
 # The files that take minutes, slowest first (as `make test`'s slowest ten show them). They go
 # first so that no worker starts one near the end while the other has nothing left: with
 # --no-loadscope-reorder (the Makefile's) pytest-xdist hands out the files in this order,
-# where by default it orders them by how many tests they hold, which put these last.
+# where by default it orders them by how many tests they hold, which put these last. The
+# sweep files wait for the demo that the first-hour file starts (tests/e2e/conftest.py): they
+# come after two other long files, by when it is about done.
 SLOWEST_FIRST = (
     "tests/e2e/test_first_hour_e2e.py",
     "tests/e2e/test_tune_e2e.py",
     "tests/e2e/test_team_e2e.py",
+    "tests/e2e/test_sweeps_e2e.py",
+    "tests/e2e/test_queued_sweeps_e2e.py",
     "tests/e2e/test_e2e.py",
     "tests/e2e/test_resume_e2e.py",
     "tests/e2e/test_learning_e2e.py",
@@ -70,25 +73,16 @@ def sample_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory, worker_id) -> Path:
     """A directory where all six stages ran in-process, in order, on tiny data: built once
-    for the whole run, by the first xdist worker that needs it (pytest-xdist's FileLock
-    recipe); the others wait for it and read the same directory. Tests only read it."""
-    shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
-        shared = shared.parent  # the run's folder, above every worker's own
-    root = shared / "stages"
-    done = shared / "stages.done"
-    with FileLock(shared / "stages.lock"):
-        if not done.is_file():
-            shutil.rmtree(root, ignore_errors=True)  # an earlier worker died half-way
-            run_every_stage(root, shared / "cifar-10-sample.tar.gz")
-            done.touch()
-    return root
+    for the whole run, by the first xdist worker that needs it; the others wait for it and
+    read the same directory. Tests only read it."""
+    return built_once(tmp_path_factory, worker_id, "stages", run_every_stage)
 
 
-def run_every_stage(root: Path, archive: Path) -> None:
+def run_every_stage(root: Path) -> None:
     from src.stages import evaluate, export, phase1_extract, phase2_finetune, prepare, report
 
     root.mkdir(parents=True)
+    archive = root.parent / "cifar-10-sample.tar.gz"
     sha256 = write_archive(archive, TINY_TRAIN, TINY_TEST, seed=1)
     exports = {"export.formats": project_params().export.formats}  # the default formats
     write_params(root / "params.yaml", tiny_overrides(str(archive), sha256) | exports)

@@ -1,26 +1,22 @@
-"""The first hour of a new user, for real: `make demo` on a fresh clone, then the MLflow UI,
-the plots page and the README's comparison commands, in a headless browser and a terminal
-100 columns wide."""
+"""The first hour of a new user, for real: `make demo` on a fresh clone (``demo``, in
+conftest.py), then the MLflow UI and the plots page in a headless browser. The README's
+sweeps on the demo's digits are in test_sweeps_e2e.py and test_queued_sweeps_e2e.py."""
 
 import json
 import re
-import shlex
 import subprocess
 import sys
-import time
 
 import pytest
 from PIL import Image
 
 from tests.support.browser import page_text, rendered_page
 from tests.support.commands import command_env, run
-from tests.support.params import ROOT, edit_params, write_params
+from tests.support.demo import WORKSPACE
 from tests.support.projects import local_store
 from tests.support.servers import free_port, stop_ui, wait_until_answering
-from workbench.projects import PROJECT_FILES, copy_files
 
 pytestmark = pytest.mark.e2e
-WORKSPACE = ".dvc/tmp/demo/worker-0"  # where the demo runs and leaves its outputs
 # What a new user should not have to read: TensorFlow's start-up notices, DVC's warnings about
 # outputs of a commit that has none, Keras's input-structure warning, odd log wording, MLflow's
 # progress bars and warnings, the converters' and LiteRT's notices.
@@ -46,35 +42,6 @@ NOISE = (
     "fully_quantize",
     "XNNPACK delegate",
 )
-README = (ROOT / "README.md").read_text()
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> dict:
-    """A fresh clone of the project (committed, no outputs) where `make demo` ran while its
-    user had a change staged and edited params.yaml."""
-    repo = tmp_path_factory.mktemp("clone")
-    copy_files((*PROJECT_FILES, "Makefile"), ROOT, repo)
-    write_params(repo / "params.yaml")
-    run(repo, "git", "init", "-q")
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "fresh clone")
-    (repo / "notes.md").write_text("my notes\n")
-    run(repo, "git", "add", "notes.md")  # staged, not committed
-    make = subprocess.Popen(
-        ["make", "demo", f"PYTHON={sys.executable}"],
-        cwd=repo,
-        env=command_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,  # interleaved as a terminal shows them
-        text=True,
-    )
-    time.sleep(15)  # the demo is under way: the user goes on with their own experiment
-    edited = (repo / "params.yaml").read_text().replace("seed: 42", "seed: 7", 1)
-    (repo / "params.yaml").write_text(edited)
-    output, _ = make.communicate(timeout=1200)
-    assert make.returncode == 0, output[-3000:]
-    return {"repo": repo, "output": output, "edited": edited, "work": repo / WORKSPACE}
 
 
 def test_the_demo_shows_real_learning_and_says_what_made_it(demo):
@@ -203,80 +170,3 @@ def test_every_chart_of_plots_diff_draws_offline(demo, tmp_path):
     for chart in vega:
         block = drawn.split(f'id="{chart}"', 1)[1].split('<div id="', 1)[0]
         assert re.search(r'<(canvas|svg)[^>]*class="marks"', block), f"{chart} did not draw"
-
-
-def readme_block(heading: str) -> list[str]:
-    """The commands of the first bash block under ``heading`` in the README, as written."""
-    section = README.split(heading, 1)[1]
-    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
-    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def sweep(demo) -> list[tuple[str, subprocess.CompletedProcess]]:
-    """The README's "Comparing and sweeping" commands, run as written on the demo's data."""
-    repo = demo["repo"]
-    # A user who made the digits their data: the demo's params, committed.
-    run(repo, "dvc", "exp", "apply", "demo-digits")
-    # ...without exports (the sweeps compare accuracies; each export costs ~15 s a run here)
-    # and with one fine-tuning epoch: the commands, not the recipe's accuracy, are tested
-    edit_params(
-        repo / "params.yaml",
-        {"export.formats": [], "phase2.epochs": 1, "phase2.warmup_epochs": 0},
-    )
-    run(repo, "git", "add", "params.yaml", "dvc.lock")
-    run(repo, "git", "commit", "-qm", "the digits are my data")
-    results = []
-    for command in readme_block("## Comparing and sweeping"):
-        result = subprocess.run(
-            command,
-            shell=True,
-            cwd=repo,
-            env=command_env(COLUMNS="100"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            check=False,
-        )
-        results.append((command, result))
-    return results
-
-
-def test_readme_commands_work_as_written_and_fit_100_columns(sweep):
-    assert [command.split()[:3] for command, _ in sweep] == [
-        ["dvc", "exp", "run"],
-        ["dvc", "exp", "run"],
-        ["dvc", "exp", "show"],
-        ["dvc", "metrics", "diff"],
-        ["dvc", "plots", "diff"],
-    ]
-    for command, result in sweep:
-        assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}"
-    for command, result in sweep[2:4]:
-        lines = result.stdout.splitlines()
-        assert max(len(line) for line in lines) <= 100, f"{command}\n{result.stdout}"
-    table = sweep[2][1].stdout
-    assert "lr-1e-4" in table and "lr-1e-3" in table and "finetuned_accuracy" in table
-    assert "finetuned_accuracy" in sweep[3][1].stdout
-
-
-def test_queued_sweeps_run_as_the_readme_shows_them(sweep, demo):
-    """The README's queued commands, on the demo's untracked images (copied with -C)."""
-    repo = demo["repo"]
-    section = README.split("## Comparing and sweeping", 1)[1]
-    queued = section.split("```bash\n", 2)[2].split("```", 1)[0]
-    commands = [line.split("  #")[0].strip() for line in queued.splitlines() if line.strip()]
-    assert [c.split()[:3] for c in commands] == [
-        ["dvc", "exp", "run"], ["dvc", "exp", "run"], ["dvc", "queue", "start"],
-    ]  # fmt: skip
-    for command in commands:
-        run(repo, *shlex.split(command), COLUMNS="100")
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        status = run(repo, "dvc", "queue", "status")
-        if "Running" not in status and "Queued" not in status:
-            break
-        time.sleep(5)
-    assert status.count("Success") >= 2, status
-    shown = json.dumps(json.loads(run(repo, "dvc", "exp", "show", "--json")))
-    assert "tta-2" in shown and "tta-4" in shown

@@ -47,25 +47,25 @@ def trial_logs(repo: Path, study: str) -> dict[int, str]:
 
 @pytest.fixture(scope="module")
 def one_box(tmp_path_factory):
-    """A three-trial study on two workers, then continued to four trials."""
+    """A two-trial study on two workers, then continued to three trials."""
     repo = make_project(tmp_path_factory.mktemp("tune") / "repo")
-    tune_yaml(repo, trials=3, pruner="none")
+    tune_yaml(repo, trials=2, pruner="none")
     first = tune(repo, "--jobs", "2")
-    again = tune(repo, "--trials", "4")
+    again = tune(repo, "--trials", "3")
     study = optuna.load_study(study_name="tune", storage=f"sqlite:///{repo / 'optuna.db'}")
     return {"repo": repo, "first": first, "again": again, "study": study}
 
 
 def test_each_trial_is_a_dvc_experiment_and_the_study_continues(one_box):
     repo, study = one_box["repo"], one_box["study"]
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
-    assert "3 trials (0 done), 2 at a time" in one_box["first"]
-    assert "4 trials (3 done), 1 at a time" in one_box["again"]
-    for number in range(3):
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert "2 trials (0 done), 2 at a time" in one_box["first"]
+    assert "3 trials (2 done), 1 at a time" in one_box["again"]
+    for number in range(2):
         assert f"trial {number} complete: val_accuracy " in one_box["first"]
-    assert "trial 3 complete" in one_box["again"] and "0 left" in one_box["again"]
+    assert "trial 2 complete" in one_box["again"] and "0 left" in one_box["again"]
     names = run(repo, "dvc", "exp", "list", "--name-only").split()
-    assert sorted(names) == ["tune-0", "tune-1", "tune-2", "tune-3"]
+    assert sorted(names) == ["tune-0", "tune-1", "tune-2"]
     best = study.best_trial
     run(repo, "dvc", "exp", "apply", f"tune-{best.number}")
     applied = json.loads(run(repo, "dvc", "params", "diff", "--json"))["params.yaml"]
@@ -74,7 +74,7 @@ def test_each_trial_is_a_dvc_experiment_and_the_study_continues(one_box):
 
 def test_stages_a_trial_does_not_change_come_from_dvcs_cache(one_box):
     logs = trial_logs(one_box["repo"], "tune")
-    assert sorted(logs) == [0, 1, 2, 3]
+    assert sorted(logs) == [0, 1, 2]
     trained = [n for n, text in logs.items() if "Running stage 'phase1_extract'" in text]
     assert trained == [0]  # the first trial runs alone; the others reuse its phase 1
     for text in logs.values():
@@ -91,7 +91,7 @@ def test_the_study_leaves_its_trials_best_params_and_figures(one_box):
         "tune-importance.png",
     }
     listed = json.loads((folder / "tune.json").read_text())
-    assert [t["experiment"] for t in listed["trials"]] == [f"tune-{n}" for n in range(4)]
+    assert [t["experiment"] for t in listed["trials"]] == [f"tune-{n}" for n in range(3)]
     assert all(t["epochs"] == 2 and t["state"] == "complete" for t in listed["trials"])
     assert listed["best"]["number"] == study.best_trial.number
     replay = run(repo, sys.executable, "-m", "src.recipes", "reports/tuning/tune-best.yaml")
@@ -104,10 +104,10 @@ def test_mlflow_holds_one_run_per_study_with_each_trial_nested(one_box):
     runs = client.search_runs([experiment.experiment_id])
     (study_run,) = [r for r in runs if r.data.tags["pipeline.role"] == "study"]
     assert study_run.info.run_name == "tune" and study_run.info.status == "FINISHED"
-    assert study_run.data.metrics["trials_complete"] == 4
+    assert study_run.data.metrics["trials_complete"] == 3
     assert study_run.data.metrics["best_val_accuracy"] == pytest.approx(one_box["study"].best_value)
     comparisons = [r for r in runs if r.data.tags["pipeline.role"] == "comparison"]
-    assert sorted(r.info.run_name for r in comparisons) == ["tune-0", "tune-1", "tune-2", "tune-3"]
+    assert sorted(r.info.run_name for r in comparisons) == ["tune-0", "tune-1", "tune-2"]
     for run_ in comparisons:
         assert run_.data.tags["mlflow.parentRunId"] == study_run.info.run_id
         assert run_.data.tags["tune.state"] == "complete" and run_.info.status == "FINISHED"
