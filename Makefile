@@ -43,7 +43,8 @@ lr-find: ## Learning-rate range test of phase 2 (ARGS="--phase phase1"): reports
 	$(RUN) -m src.lr_find $(ARGS)
 
 # Test files run JOBS at a time, each worker's TensorFlow on its share of the cores
-# (tests/conftest.py): on 2 cores three workers of one thread each were the fastest measured.
+# (tests/conftest.py): on 2 cores three workers of one thread each were the fastest measured
+# (four: no faster, 1,090 s against 1,098 s for `make test`).
 JOBS ?= 3
 test: ## The whole test suite, end-to-end tests included, JOBS=3 test files at a time
 	"$(PYTHON)" -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder --durations=10
