@@ -4,7 +4,9 @@ directory; and the order in which the test files are handed to the workers."""
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,17 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in STAGE_ENV:
         monkeypatch.delenv(name, raising=False)
     return tmp_path
+
+
+@pytest.fixture
+def stopping():
+    """The stages' stop handlers (``entrypoint.stop_on_signals``) installed for the test, the
+    previous handlers back after it."""
+    from src.finetune.entrypoint import STOP_SIGNALS, stop_on_signals
+
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    stop_on_signals()
+    yield
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+    logging.getLogger("sqlalchemy").setLevel(logging.NOTSET)

@@ -80,19 +80,6 @@ def test_litert_notices_written_by_native_code_are_filtered_and_the_rest_passes(
     assert capfd.readouterr().err == "E0000 a real error from C++\n"
 
 
-@pytest.fixture
-def stopping():
-    """``stop_on_signals`` installed for the test, the previous handlers back after it."""
-    from src.finetune.entrypoint import STOP_SIGNALS, stop_on_signals
-
-    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    stop_on_signals()
-    yield
-    for signum, handler in handlers.items():
-        signal.signal(signum, handler)
-    logging.getLogger("sqlalchemy").setLevel(logging.NOTSET)
-
-
 def test_a_stop_inside_a_database_call_is_one_line_not_sqlalchemys_traceback(stopping, caplog):
     """SIGTERM landing in MLflow's SQLAlchemy fetch made closing the cursor fail, logged as
     an ERROR with a traceback beside the stop's one line."""

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from src.finetune.entrypoint import stops_held
 from src.finetune.errors import first_line
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ class RecordingStudyTracker(StudyTracker):
 
 
 class SafeStudyTracker(StudyTracker):
-    """Any failing call of ``inner`` is one warning; the study goes on."""
+    """Any failing call of ``inner`` is one warning; the study goes on. A stop signal waits
+    for the call under way to end, as ``SafeTracker``'s do."""
 
     def __init__(self, inner: StudyTracker) -> None:
         self.inner = inner
@@ -59,7 +61,8 @@ class SafeStudyTracker(StudyTracker):
 
     def _call(self, method: str, *args: Any) -> None:
         try:
-            getattr(self.inner, method)(*args)
+            with stops_held():
+                getattr(self.inner, method)(*args)
         except Exception as error:  # tracking must never stop a study
             log.warning("tracking: %s failed (%s); the study goes on", method, first_line(error))
 

@@ -1,12 +1,16 @@
 """The Tracker interface's wrapper and null implementation, with no store at all."""
 
+import dataclasses
 import logging
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from src.finetune.params import Phase
 from src.finetune.tracking import TRACKERS, RecordingTracker, SafeTracker, Status, track_stage
+from src.finetune.tracking.studies import RecordingStudyTracker
 from tests.support.params import project_params
 from tests.support.training import frame
 
@@ -103,3 +107,52 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+class StoppedMidCall(RecordingTracker, RecordingStudyTracker):
+    """Sends this process SIGTERM half-way through each call, as `docker stop` may land."""
+
+    def __init__(self) -> None:
+        RecordingTracker.__init__(self)
+        self.ended: list[str] = []
+
+    def log_results(self, results, comparison=False):
+        os.kill(os.getpid(), signal.SIGTERM)
+        self.ended.append("log_results")
+
+    def trial_finished(self, number, state):
+        os.kill(os.getpid(), signal.SIGTERM)
+        self.ended.append("trial_finished")
+
+
+def test_a_stop_during_a_tracker_call_comes_once_the_call_has_ended(stopping):
+    from src.finetune.entrypoint import Interrupted
+    from src.finetune.tracking.studies import SafeStudyTracker
+
+    inner = StoppedMidCall()
+    with pytest.raises(Interrupted, match="stopped by SIGTERM"):
+        SafeTracker(inner).log_results({"accuracy": 0.5})
+    with pytest.raises(Interrupted, match="stopped by SIGTERM"):
+        SafeStudyTracker(inner).trial_finished(3, "complete")
+    assert inner.ended == ["log_results", "trial_finished"]
+
+
+def test_track_stage_marks_the_runs_killed_when_a_stop_comes_while_they_open(
+    workdir, stopping, monkeypatch
+):
+    from src.finetune import tracking
+    from src.finetune.entrypoint import Interrupted
+
+    opened = []
+
+    def opening(stage, params, logged):
+        os.kill(os.getpid(), signal.SIGTERM)
+        opened.append(RecordingTracker(stage, {}))
+        return opened[-1]
+
+    backend = dataclasses.replace(tracking.TRACKERS["none"](), stage=opening)
+    monkeypatch.setitem(tracking.TRACKERS, "none", lambda: backend)
+    params = project_params().model_copy(update={"tracker": "none"})
+    with pytest.raises(Interrupted), track_stage("x", params, ()):
+        raise AssertionError("the stage went on after the stop")
+    assert opened[0].status == "KILLED"
